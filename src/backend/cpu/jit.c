@@ -1,0 +1,179 @@
+/* jit.c: specialised CPU kernels compiled at run time by the system C compiler, cached by the
+ * content hash of (compiler, flags, source) so a model compiles once per machine. */
+#include "backend/cpu/cpu.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct mlc_cpu_lib {
+  void *dl;
+  char *path;
+  bool cached;
+};
+
+static const char *CFLAGS[] = {"-O3", "-march=native", "-fno-math-errno", "-ffp-contract=fast",
+                               "-std=c11", "-shared", "-fPIC", "-w"};
+enum { NCFLAGS = sizeof CFLAGS / sizeof CFLAGS[0] };
+
+static char *cache_dir(void) {
+  const char *e = getenv("MLC_CACHE_DIR");
+  mlc_buf b = {0};
+  if (e && *e) {
+    mlc_buf_puts(&b, e);
+  } else {
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (x && *x)
+      mlc_buf_printf(&b, "%s/mlc-c", x);
+    else
+      mlc_buf_printf(&b, "%s/.cache/mlc-c", h && *h ? h : "/tmp");
+  }
+  return mlc_buf_take(&b);
+}
+
+static mlc_status mkdirs(const char *path) {
+  char *p = mlc_strdup(path);
+  if (!p)
+    return MLC_ERR_NOMEM;
+  for (char *s = p + 1; *s; s++) {
+    if (*s == '/') {
+      *s = 0;
+      mkdir(p, 0755);
+      *s = '/';
+    }
+  }
+  int rc = mkdir(p, 0755);
+  mlc_status st = (rc == 0 || errno == EEXIST) ? MLC_OK
+                                               : mlc_err(MLC_ERR_IO, "%s: cannot create the kernel cache: %s", p, strerror(errno));
+  free(p);
+  return st;
+}
+
+static const char *compiler(void) {
+  const char *cc = getenv("MLC_CC");
+  return cc && *cc ? cc : "cc";
+}
+
+/* Runs cc; stderr goes to log. Returns the exit status (or -1). */
+static int run_cc(const char *src, const char *out, const char *log) {
+  const char *argv[NCFLAGS + 8];
+  int n = 0;
+  argv[n++] = compiler();
+  for (int i = 0; i < NCFLAGS; i++)
+    argv[n++] = CFLAGS[i];
+  argv[n++] = "-o";
+  argv[n++] = out;
+  argv[n++] = src;
+  argv[n++] = "-lm";
+  argv[n] = NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0)
+    return -1;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR)
+      return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+mlc_status mlc_cpu_lib_build(const char *source, int verbose, mlc_cpu_lib **out) {
+  *out = NULL;
+  uint64_t h = mlc_hash64(source, strlen(source), 0);
+  h = mlc_hash64(compiler(), strlen(compiler()), h);
+  for (int i = 0; i < NCFLAGS; i++)
+    h = mlc_hash64(CFLAGS[i], strlen(CFLAGS[i]), h);
+  char *dir = cache_dir();
+  if (!dir)
+    return MLC_ERR_NOMEM;
+  mlc_status st = mkdirs(dir);
+  if (st != MLC_OK) {
+    free(dir);
+    return st;
+  }
+  mlc_buf so = {0}, src = {0}, tmp = {0}, log = {0};
+  mlc_buf_printf(&so, "%s/kernels-%016llx.so", dir, (unsigned long long)h);
+  mlc_buf_printf(&src, "%s/kernels-%016llx.c", dir, (unsigned long long)h);
+  mlc_buf_printf(&tmp, "%s/kernels-%016llx.so.tmp.%ld", dir, (unsigned long long)h, (long)getpid());
+  mlc_buf_printf(&log, "%s/kernels-%016llx.log", dir, (unsigned long long)h);
+  free(dir);
+  bool cached = mlc_file_exists(so.data);
+  if (!cached) {
+    st = mlc_write_file_atomic(src.data, source, strlen(source));
+    if (st == MLC_OK) {
+      double t0 = mlc_now();
+      int rc = run_cc(src.data, tmp.data, log.data);
+      if (rc != 0) {
+        unlink(tmp.data);
+        st = mlc_err(MLC_ERR_DEVICE, "the C compiler '%s' failed (%s %d) building %s; see %s", compiler(),
+                     rc < 0 ? "could not run, status" : "exit status", rc, src.data, log.data);
+      } else if (rename(tmp.data, so.data) != 0) {
+        st = mlc_err(MLC_ERR_IO, "%s: cannot rename into place: %s", so.data, strerror(errno));
+      } else if (verbose) {
+        fprintf(stderr, "mlc: compiled kernels in %.2f s -> %s\n", mlc_now() - t0, so.data);
+      }
+    }
+  }
+  mlc_cpu_lib *lib = NULL;
+  if (st == MLC_OK) {
+    void *dl = dlopen(so.data, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+      st = mlc_err(MLC_ERR_DEVICE, "%s: cannot load kernel library: %s", so.data, dlerror());
+    } else {
+      lib = calloc(1, sizeof *lib);
+      if (!lib) {
+        dlclose(dl);
+        st = mlc_err(MLC_ERR_NOMEM, "out of memory");
+      } else {
+        lib->dl = dl;
+        lib->path = mlc_buf_take(&so);
+        lib->cached = cached;
+      }
+    }
+  }
+  mlc_buf_free(&so);
+  mlc_buf_free(&src);
+  mlc_buf_free(&tmp);
+  mlc_buf_free(&log);
+  *out = lib;
+  return st;
+}
+
+mlc_kfn mlc_cpu_lib_sym(mlc_cpu_lib *lib, const char *name) {
+  void *p = dlsym(lib->dl, name);
+  mlc_kfn fn;
+  memcpy(&fn, &p, sizeof fn);
+  return fn;
+}
+const char *mlc_cpu_lib_path(const mlc_cpu_lib *lib) { return lib->path; }
+bool mlc_cpu_lib_was_cached(const mlc_cpu_lib *lib) { return lib->cached; }
+void mlc_cpu_lib_free(mlc_cpu_lib *lib) {
+  if (!lib)
+    return;
+  dlclose(lib->dl);
+  free(lib->path);
+  free(lib);
+}
+
+mlc_kfn mlc_generic_find(const char *name) {
+  int n = 0;
+  const mlc_generic_entry *e = mlc_generic_kernels(&n);
+  for (int i = 0; i < n; i++)
+    if (strcmp(e[i].name, name) == 0)
+      return e[i].fn;
+  return NULL;
+}

@@ -1,0 +1,96 @@
+/* sampler.c: greedy and stochastic token selection. */
+#include "engine/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int32_t mlc_argmax(const float *x, int n) {
+  int32_t best = 0;
+  for (int i = 1; i < n; i++)
+    if (x[i] > x[best])
+      best = i;
+  return best;
+}
+
+/* splitmix64: a well-mixed 64-bit generator from any seed */
+static uint64_t next_u64(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+static double next_unit(uint64_t *s) { return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+mlc_status mlc_sampler_init(mlc_sampler *s, int vocab, const mlc_sampling *p) {
+  s->p = *p;
+  s->state = p->seed;
+  s->vocab = vocab;
+  s->prob = malloc(sizeof(float) * (size_t)vocab);
+  s->idx = malloc(sizeof(int32_t) * (size_t)vocab);
+  if (!s->prob || !s->idx) {
+    mlc_sampler_free(s);
+    return mlc_err(MLC_ERR_NOMEM, "out of memory for the sampler");
+  }
+  if (p->temperature < 0 || p->top_p <= 0 || p->top_p > 1 || p->top_k < 0)
+    return mlc_err(MLC_ERR_INVALID_ARG, "invalid sampling parameters: temperature %g (>= 0), top_p %g (in (0, 1]), top_k %d (>= 0)",
+                   p->temperature, p->top_p, p->top_k);
+  return MLC_OK;
+}
+
+void mlc_sampler_free(mlc_sampler *s) {
+  free(s->prob);
+  free(s->idx);
+  s->prob = NULL;
+  s->idx = NULL;
+}
+
+static int cmp_prob_desc(const void *a, const void *b, void *ctx) {
+  const float *p = ctx;
+  float x = p[*(const int32_t *)a], y = p[*(const int32_t *)b];
+  if (x != y)
+    return x < y ? 1 : -1;
+  return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+int32_t mlc_sampler_sample(mlc_sampler *s, const float *logits) {
+  int V = s->vocab;
+  if (s->p.temperature <= 0)
+    return mlc_argmax(logits, V);
+  float mx = logits[mlc_argmax(logits, V)];
+  double sum = 0;
+  for (int i = 0; i < V; i++) {
+    s->prob[i] = expf((logits[i] - mx) / s->p.temperature);
+    sum += s->prob[i];
+  }
+  for (int i = 0; i < V; i++) {
+    s->prob[i] = (float)(s->prob[i] / sum);
+    s->idx[i] = i;
+  }
+  int n = V;
+  bool filter = (s->p.top_k > 0 && s->p.top_k < V) || s->p.top_p < 1.0f;
+  if (filter) {
+    qsort_r(s->idx, (size_t)V, sizeof(int32_t), cmp_prob_desc, s->prob);
+    if (s->p.top_k > 0 && s->p.top_k < n)
+      n = s->p.top_k;
+    if (s->p.top_p < 1.0f) {
+      double cum = 0;
+      for (int i = 0; i < n; i++) {
+        cum += s->prob[s->idx[i]];
+        if (cum >= s->p.top_p) {
+          n = i + 1;
+          break;
+        }
+      }
+    }
+  }
+  double total = 0;
+  for (int i = 0; i < n; i++)
+    total += s->prob[s->idx[i]];
+  double r = next_unit(&s->state) * total, acc = 0;
+  for (int i = 0; i < n; i++) {
+    acc += s->prob[s->idx[i]];
+    if (r < acc)
+      return s->idx[i];
+  }
+  return s->idx[n - 1];
+}

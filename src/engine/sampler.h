@@ -1,0 +1,29 @@
+/* sampler.h: choosing the next token from logits: greedy (temperature 0), or temperature with
+ * top-k and top-p filtering, from a seeded generator so runs are reproducible. */
+#ifndef MLC_SAMPLER_H
+#define MLC_SAMPLER_H
+
+#include "base/base.h"
+
+typedef struct mlc_sampling {
+  float temperature; /* 0: greedy */
+  float top_p;       /* 1: off */
+  int top_k;         /* 0: off */
+  uint64_t seed;
+} mlc_sampling;
+
+typedef struct mlc_sampler {
+  mlc_sampling p;
+  uint64_t state;
+  int vocab;
+  float *prob;  /* [vocab] scratch */
+  int32_t *idx; /* [vocab] scratch */
+} mlc_sampler;
+
+mlc_status mlc_sampler_init(mlc_sampler *s, int vocab, const mlc_sampling *p);
+void mlc_sampler_free(mlc_sampler *s);
+int32_t mlc_sampler_sample(mlc_sampler *s, const float *logits);
+/* Index of the largest value (the first on ties). */
+int32_t mlc_argmax(const float *x, int n);
+
+#endif

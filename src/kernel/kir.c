@@ -1,0 +1,307 @@
+/* kir.c: kernel IR construction: arena, interning (hash-consing) and constant folding. */
+#include "kernel/kir.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kir_arena {
+  struct kir_arena *next;
+  size_t used, cap;
+  _Alignas(16) unsigned char data[];
+};
+
+static void *arena_alloc(kir_kernel *k, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  kir_arena *a = k->arena;
+  if (!a || a->used + n > a->cap) {
+    size_t cap = n > 65536 ? n : 65536;
+    kir_arena *na = malloc(sizeof *na + cap);
+    MLC_ASSERT(na != NULL);
+    na->next = a;
+    na->used = 0;
+    na->cap = cap;
+    k->arena = na;
+    a = na;
+  }
+  void *p = a->data + a->used;
+  a->used += n;
+  memset(p, 0, n);
+  return p;
+}
+
+kir_kernel *kir_new(const char *name) {
+  kir_kernel *k = calloc(1, sizeof *k);
+  MLC_ASSERT(k != NULL);
+  snprintf(k->name, sizeof k->name, "%s", name);
+  k->intern_cap = 1024;
+  k->intern = calloc((size_t)k->intern_cap, sizeof *k->intern);
+  MLC_ASSERT(k->intern != NULL);
+  kir_var(k, "g", KIR_I64); /* var 0: the grid index */
+  return k;
+}
+
+void kir_free(kir_kernel *k) {
+  if (!k)
+    return;
+  kir_arena *a = k->arena;
+  while (a) {
+    kir_arena *n = a->next;
+    free(a);
+    a = n;
+  }
+  free(k->intern);
+  free(k);
+}
+
+int kir_buf_arg(kir_kernel *k, const char *name, mlc_dtype dt, bool write) {
+  MLC_ASSERT(k->nbuf < KIR_MAX_BUFS);
+  kir_buf *b = &k->bufs[k->nbuf];
+  snprintf(b->name, sizeof b->name, "%s", name);
+  b->dtype = dt;
+  b->write = write;
+  return k->nbuf++;
+}
+
+int kir_buf_local(kir_kernel *k, const char *name, mlc_dtype dt, int64_t len) {
+  int i = kir_buf_arg(k, name, dt, true);
+  k->bufs[i].local = true;
+  k->bufs[i].local_len = len;
+  return i;
+}
+
+int kir_var(kir_kernel *k, const char *name, kir_type t) {
+  MLC_ASSERT(k->nvar < KIR_MAX_VARS);
+  k->var_type[k->nvar] = t;
+  snprintf(k->var_name[k->nvar], sizeof k->var_name[0], "%s", name);
+  return k->nvar++;
+}
+
+/* ---- interning ---- */
+static uint64_t node_hash(const kir_node *n) {
+  uint64_t h = mlc_hash64(&n->op, sizeof n->op, 0);
+  h = mlc_hash64(&n->type, sizeof n->type, h);
+  h = mlc_hash64(&n->a, sizeof n->a, h);
+  h = mlc_hash64(&n->i, sizeof n->i, h);
+  h = mlc_hash64(&n->f, sizeof n->f, h);
+  h = mlc_hash64(n->src, sizeof n->src, h);
+  return h;
+}
+static bool node_eq(const kir_node *x, const kir_node *y) {
+  return x->op == y->op && x->type == y->type && x->a == y->a && x->i == y->i &&
+         memcmp(&x->f, &y->f, sizeof x->f) == 0 && memcmp(x->src, y->src, sizeof x->src) == 0;
+}
+
+static void intern_grow(kir_kernel *k) {
+  int cap = k->intern_cap * 2;
+  kir_node **t = calloc((size_t)cap, sizeof *t);
+  MLC_ASSERT(t != NULL);
+  for (int i = 0; i < k->intern_cap; i++) {
+    kir_node *n = k->intern[i];
+    while (n) {
+      kir_node *next = n->hnext;
+      uint64_t h = node_hash(n) & (uint64_t)(cap - 1);
+      n->hnext = t[h];
+      t[h] = n;
+      n = next;
+    }
+  }
+  free(k->intern);
+  k->intern = t;
+  k->intern_cap = cap;
+}
+
+static kir_node *intern(kir_kernel *k, const kir_node *tmpl) {
+  uint64_t h = node_hash(tmpl) & (uint64_t)(k->intern_cap - 1);
+  for (kir_node *n = k->intern[h]; n; n = n->hnext)
+    if (node_eq(n, tmpl))
+      return n;
+  kir_node *n = arena_alloc(k, sizeof *n);
+  *n = *tmpl;
+  n->id = k->nnodes++;
+  n->hnext = k->intern[h];
+  k->intern[h] = n;
+  if (k->nnodes > k->intern_cap)
+    intern_grow(k);
+  return n;
+}
+
+static kir_node *stmt(kir_kernel *k, const kir_node *tmpl) {
+  kir_node *n = arena_alloc(k, sizeof *n);
+  *n = *tmpl;
+  n->id = k->nnodes++;
+  return n;
+}
+
+kir_node *kir_i(kir_kernel *k, int64_t v) {
+  kir_node t = {.op = KIR_CONST, .type = KIR_I64, .i = v};
+  return intern(k, &t);
+}
+kir_node *kir_f(kir_kernel *k, double v) {
+  kir_node t = {.op = KIR_CONST, .type = KIR_F32, .f = (double)(float)v};
+  return intern(k, &t);
+}
+kir_node *kir_ip(kir_kernel *k, int idx) {
+  kir_node t = {.op = KIR_IPARAM, .type = KIR_I64, .a = idx};
+  return intern(k, &t);
+}
+kir_node *kir_fp(kir_kernel *k, int idx) {
+  kir_node t = {.op = KIR_FPARAM, .type = KIR_F32, .a = idx};
+  return intern(k, &t);
+}
+kir_node *kir_v(kir_kernel *k, int var) {
+  MLC_ASSERT(var >= 0 && var < k->nvar);
+  kir_node t = {.op = KIR_VAR, .type = k->var_type[var], .a = var};
+  return intern(k, &t);
+}
+kir_node *kir_grid(kir_kernel *k) { return kir_v(k, 0); }
+
+kir_node *kir_load(kir_kernel *k, int buf, kir_node *idx) {
+  MLC_ASSERT(buf >= 0 && buf < k->nbuf);
+  mlc_dtype dt = k->bufs[buf].dtype;
+  kir_type t = (dt == MLC_F32 || dt == MLC_F16 || dt == MLC_BF16) ? KIR_F32 : KIR_I64;
+  kir_node n = {.op = KIR_LOAD, .type = t, .a = buf, .src = {idx}};
+  return intern(k, &n);
+}
+
+static bool is_ci(const kir_node *n, int64_t v) {
+  return n->op == KIR_CONST && n->type == KIR_I64 && n->i == v;
+}
+static bool is_cf(const kir_node *n, double v) {
+  return n->op == KIR_CONST && n->type == KIR_F32 && n->f == v;
+}
+
+kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
+  bool cmp = op >= KIR_LT && op <= KIR_NE;
+  bool logic = op == KIR_AND || op == KIR_OR;
+  if (!logic)
+    MLC_ASSERT(a->type == b->type);
+  kir_type t = (cmp || logic) ? KIR_BOOL : a->type;
+  /* constant folding */
+  if (a->op == KIR_CONST && b->op == KIR_CONST && a->type == KIR_I64) {
+    int64_t x = a->i, y = b->i;
+    switch (op) {
+    case KIR_ADD: return kir_i(k, x + y);
+    case KIR_SUB: return kir_i(k, x - y);
+    case KIR_MUL: return kir_i(k, x * y);
+    case KIR_DIV: if (y) return kir_i(k, x / y); break;
+    case KIR_MOD: if (y) return kir_i(k, x % y); break;
+    case KIR_MAX: return kir_i(k, x > y ? x : y);
+    case KIR_MIN: return kir_i(k, x < y ? x : y);
+    default: break;
+    }
+  }
+  if (a->op == KIR_CONST && b->op == KIR_CONST && a->type == KIR_F32) {
+    double x = a->f, y = b->f;
+    switch (op) {
+    case KIR_ADD: return kir_f(k, (float)x + (float)y);
+    case KIR_SUB: return kir_f(k, (float)x - (float)y);
+    case KIR_MUL: return kir_f(k, (float)x * (float)y);
+    case KIR_DIV: if (y != 0) return kir_f(k, (float)x / (float)y); break;
+    default: break;
+    }
+  }
+  /* identities */
+  if (t == KIR_I64) {
+    if (op == KIR_ADD && is_ci(a, 0)) return b;
+    if ((op == KIR_ADD || op == KIR_SUB) && is_ci(b, 0)) return a;
+    if (op == KIR_MUL && (is_ci(a, 0) || is_ci(b, 0))) return kir_i(k, 0);
+    if (op == KIR_MUL && is_ci(a, 1)) return b;
+    if ((op == KIR_MUL || op == KIR_DIV) && is_ci(b, 1)) return a;
+    if (op == KIR_MOD && is_ci(b, 1)) return kir_i(k, 0);
+  } else if (t == KIR_F32) {
+    if (op == KIR_MUL && is_cf(a, 1.0)) return b;
+    if ((op == KIR_MUL || op == KIR_DIV) && is_cf(b, 1.0)) return a;
+    if (op == KIR_ADD && is_cf(a, 0.0)) return b;
+    if ((op == KIR_ADD || op == KIR_SUB) && is_cf(b, 0.0)) return a;
+  }
+  /* canonical order for commutative ops, so a+b and b+a intern together */
+  if ((op == KIR_ADD || op == KIR_MUL || op == KIR_MAX || op == KIR_MIN) && a->op == KIR_CONST &&
+      b->op != KIR_CONST) {
+    kir_node *tmp = a;
+    a = b;
+    b = tmp;
+  }
+  kir_node n = {.op = op, .type = t, .src = {a, b}};
+  return intern(k, &n);
+}
+
+kir_node *kir_un(kir_kernel *k, kir_op op, kir_node *a) {
+  kir_type t = a->type;
+  if (op == KIR_TOF)
+    t = KIR_F32;
+  else if (op == KIR_TOI)
+    t = KIR_I64;
+  else if (op == KIR_NOT)
+    t = KIR_BOOL;
+  if (a->op == KIR_CONST) {
+    if (op == KIR_TOF && a->type == KIR_I64) return kir_f(k, (double)a->i);
+    if (op == KIR_NEG && a->type == KIR_I64) return kir_i(k, -a->i);
+    if (op == KIR_NEG && a->type == KIR_F32) return kir_f(k, -a->f);
+    if (op == KIR_SQRT && a->type == KIR_F32) return kir_f(k, sqrtf((float)a->f));
+  }
+  kir_node n = {.op = op, .type = t, .src = {a}};
+  return intern(k, &n);
+}
+
+kir_node *kir_sel(kir_kernel *k, kir_node *c, kir_node *a, kir_node *b) {
+  MLC_ASSERT(a->type == b->type);
+  kir_node n = {.op = KIR_SELECT, .type = a->type, .src = {c, a, b}};
+  return intern(k, &n);
+}
+
+kir_node *kir_seq(kir_kernel *k, kir_node **items, int n) {
+  kir_node t = {.op = KIR_SEQ};
+  kir_node *s = stmt(k, &t);
+  s->list = arena_alloc(k, sizeof(kir_node *) * (size_t)(n ? n : 1));
+  memcpy(s->list, items, sizeof(kir_node *) * (size_t)n);
+  s->nlist = n;
+  return s;
+}
+kir_node *kir_for(kir_kernel *k, int var, kir_node *lo, kir_node *hi, kir_loop kind, kir_node *body) {
+  kir_node t = {.op = KIR_FOR, .a = var, .i = kind, .src = {lo, hi, body}};
+  return stmt(k, &t);
+}
+kir_node *kir_local(kir_kernel *k, int var, kir_node *init) {
+  MLC_ASSERT(init->type == k->var_type[var]);
+  kir_node t = {.op = KIR_LOCAL, .a = var, .src = {init}};
+  return stmt(k, &t);
+}
+kir_node *kir_assign(kir_kernel *k, int var, kir_node *val) {
+  MLC_ASSERT(val->type == k->var_type[var]);
+  kir_node t = {.op = KIR_ASSIGN, .a = var, .src = {val}};
+  return stmt(k, &t);
+}
+kir_node *kir_store(kir_kernel *k, int buf, kir_node *idx, kir_node *val) {
+  MLC_ASSERT(buf >= 0 && buf < k->nbuf && k->bufs[buf].write);
+  kir_node t = {.op = KIR_STORE, .a = buf, .src = {idx, val}};
+  return stmt(k, &t);
+}
+kir_node *kir_if(kir_kernel *k, kir_node *c, kir_node *then_, kir_node *else_) {
+  kir_node t = {.op = KIR_IF, .src = {c, then_, else_}};
+  return stmt(k, &t);
+}
+
+void kir_push(kir_block *b, kir_node *s) {
+  MLC_ASSERT(b->n < (int)(sizeof b->items / sizeof b->items[0]));
+  b->items[b->n++] = s;
+}
+kir_node *kir_block_done(kir_kernel *k, kir_block *b) { return kir_seq(k, b->items, b->n); }
+
+static void scan_params(kir_kernel *k, const kir_node *n) {
+  if (!n)
+    return;
+  if (n->op == KIR_IPARAM && n->a + 1 > k->nip)
+    k->nip = n->a + 1;
+  if (n->op == KIR_FPARAM && n->a + 1 > k->nfp)
+    k->nfp = n->a + 1;
+  for (int i = 0; i < 3; i++)
+    scan_params(k, n->src[i]);
+  for (int i = 0; i < n->nlist; i++)
+    scan_params(k, n->list[i]);
+}
+
+void kir_finish(kir_kernel *k, kir_node *body) {
+  k->body = body;
+  scan_params(k, body);
+}

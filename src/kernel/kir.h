@@ -1,0 +1,148 @@
+/*
+ * kir.h: the kernel IR. One small IR for every generated kernel, rendered to C (CPU) and to GPU
+ * languages (GLSL compute) by one table-driven emitter (render.c).
+ *
+ * A kernel is a body run for every index g of a one-dimensional parallel range [g0, g1): the
+ * runtime splits the range across CPU threads, or maps it to GPU invocations. Inside, the body is
+ * a tree of statements (serial/unrolled loops, locals, stores, ifs) over typed expressions
+ * (constants, integer and float scalar parameters, loop variables, loads, arithmetic).
+ *
+ * Expressions are interned in the kernel's arena: building the same expression twice returns the
+ * same node, so structural equality is pointer equality (free CSE for the renderer's let-binding).
+ * Builders fold constants, so a kernel specialised for its sizes carries literals, not parameters.
+ *
+ * Calling convention of every rendered kernel (C):
+ *   void NAME(void *const *bufs, const int64_t *ip, const float *fp, int64_t g0, int64_t g1)
+ *   bufs: buffer pointers in kernel buffer order; ip: integer params; fp: float params.
+ */
+#ifndef MLC_KIR_H
+#define MLC_KIR_H
+
+#include "format/format.h"
+
+typedef enum kir_type { KIR_F32 = 0, KIR_I64 = 1, KIR_BOOL = 2 } kir_type;
+
+typedef enum kir_op {
+  /* leaves */
+  KIR_CONST,  /* f or i */
+  KIR_IPARAM, /* integer param index a */
+  KIR_FPARAM, /* float param index a */
+  KIR_VAR,    /* variable a (loop variable, local scalar, or the grid index 0) */
+  KIR_LOAD,   /* buffer a [src0]; float element types load as f32, integer ones as i64 */
+  /* binary */
+  KIR_ADD, KIR_SUB, KIR_MUL, KIR_DIV, KIR_MOD, KIR_MAX, KIR_MIN,
+  KIR_LT, KIR_LE, KIR_EQ, KIR_NE, KIR_AND, KIR_OR,
+  /* unary */
+  KIR_NEG, KIR_EXP, KIR_LOG, KIR_SQRT, KIR_TANH, KIR_ABS, KIR_ERF, KIR_COS, KIR_SIN, KIR_TOF, KIR_TOI, KIR_NOT,
+  /* ternary */
+  KIR_SELECT, /* src0 ? src1 : src2 */
+  /* statements */
+  KIR_SEQ,    /* list */
+  KIR_FOR,    /* var a from src0 to src1 (exclusive), body src2; i = loop kind */
+  KIR_LOCAL,  /* declare scalar var a of type, init src0 */
+  KIR_ASSIGN, /* var a = src0 */
+  KIR_STORE,  /* buffer a [src0] = src1 */
+  KIR_IF,     /* if src0 then src1 (else src2 if not NULL) */
+  KIR_OP_COUNT
+} kir_op;
+
+typedef enum kir_loop { KIR_LOOP_SERIAL = 0, KIR_LOOP_UNROLL = 1 } kir_loop;
+
+typedef struct kir_node kir_node;
+struct kir_node {
+  kir_op op;
+  kir_type type;
+  int a;          /* var / buffer / param index */
+  int64_t i;      /* integer constant, loop kind */
+  double f;       /* float constant */
+  kir_node *src[3];
+  kir_node **list; /* KIR_SEQ */
+  int nlist;
+  int uses;       /* filled by the renderer */
+  kir_node *hnext; /* intern table chain */
+  int id;
+};
+
+#define KIR_MAX_BUFS 16
+#define KIR_MAX_VARS 128
+#define KIR_MAX_PARAMS 24
+
+typedef struct kir_buf {
+  char name[24];
+  mlc_dtype dtype; /* element type in memory */
+  bool write;
+  bool local;      /* a private array of local_len elements (per invocation) */
+  int64_t local_len;
+} kir_buf;
+
+typedef struct kir_arena kir_arena;
+
+typedef struct kir_kernel {
+  char name[96];
+  kir_arena *arena;
+  kir_buf bufs[KIR_MAX_BUFS];
+  int nbuf;        /* including local arrays */
+  int nvar;        /* var 0 is the grid index */
+  kir_type var_type[KIR_MAX_VARS];
+  char var_name[KIR_MAX_VARS][16];
+  int nip, nfp;    /* number of integer / float params the kernel reads */
+  kir_node *body;
+  kir_node **intern; /* hash table */
+  int intern_cap;
+  int nnodes;
+} kir_kernel;
+
+kir_kernel *kir_new(const char *name);
+void kir_free(kir_kernel *k);
+
+/* declarations */
+int kir_buf_arg(kir_kernel *k, const char *name, mlc_dtype dt, bool write); /* external buffer */
+int kir_buf_local(kir_kernel *k, const char *name, mlc_dtype dt, int64_t len);
+int kir_var(kir_kernel *k, const char *name, kir_type t);
+
+/* expressions (interned, constant-folded) */
+kir_node *kir_i(kir_kernel *k, int64_t v);
+kir_node *kir_f(kir_kernel *k, double v);
+kir_node *kir_ip(kir_kernel *k, int idx); /* integer param */
+kir_node *kir_fp(kir_kernel *k, int idx); /* float param */
+kir_node *kir_v(kir_kernel *k, int var);
+kir_node *kir_grid(kir_kernel *k);        /* the parallel index */
+kir_node *kir_load(kir_kernel *k, int buf, kir_node *idx);
+kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b);
+kir_node *kir_un(kir_kernel *k, kir_op op, kir_node *a);
+kir_node *kir_sel(kir_kernel *k, kir_node *c, kir_node *a, kir_node *b);
+#define KADD(k, a, b) kir_bin(k, KIR_ADD, a, b)
+#define KSUB(k, a, b) kir_bin(k, KIR_SUB, a, b)
+#define KMUL(k, a, b) kir_bin(k, KIR_MUL, a, b)
+#define KDIV(k, a, b) kir_bin(k, KIR_DIV, a, b)
+
+/* statements (not interned) */
+kir_node *kir_seq(kir_kernel *k, kir_node **items, int n);
+kir_node *kir_for(kir_kernel *k, int var, kir_node *lo, kir_node *hi, kir_loop kind, kir_node *body);
+kir_node *kir_local(kir_kernel *k, int var, kir_node *init);
+kir_node *kir_assign(kir_kernel *k, int var, kir_node *val);
+kir_node *kir_store(kir_kernel *k, int buf, kir_node *idx, kir_node *val);
+kir_node *kir_if(kir_kernel *k, kir_node *c, kir_node *then_, kir_node *else_);
+
+/* A statement-list builder. */
+typedef struct kir_block {
+  kir_node *items[64];
+  int n;
+} kir_block;
+void kir_push(kir_block *b, kir_node *s);
+kir_node *kir_block_done(kir_kernel *k, kir_block *b);
+
+/* Integer params the kernel reads: the largest index referenced + 1 (computed on the body). */
+void kir_finish(kir_kernel *k, kir_node *body);
+
+/* ---- renderers ---- */
+typedef enum kir_lang { KIR_LANG_C = 0, KIR_LANG_GLSL = 1 } kir_lang;
+/* Appends the kernel's source in the language to out. For C, emits one function named k->name.
+ * For GLSL, emits a whole compute shader (one kernel per shader). */
+void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out);
+/* The prelude every C translation unit of kernels starts with (helpers for f16/bf16). */
+const char *kir_c_prelude(void);
+
+/* Host-side evaluation of an expression with no loads/vars (used by tests). */
+
+#endif

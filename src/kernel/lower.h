@@ -1,0 +1,49 @@
+/*
+ * lower.h: schedules. Each graph op kind has a rule that writes its kernel in the kernel IR,
+ * specialised (sizes and float attributes become literals) or generic (they are read from the
+ * param arrays), with tunables per target language.
+ *
+ * Parameter layout shared by every kernel: ip[0..11] are the descriptor's sizes, ip[12..15] the
+ * dynamic values of the step (row counts), fp[0..3] the float attributes. A specialised kernel
+ * ignores the slots it has as literals, so one launch record serves both forms.
+ */
+#ifndef MLC_LOWER_H
+#define MLC_LOWER_H
+
+#include "compiler/graph.h"
+#include "kernel/kir.h"
+
+#define MLC_KSIZES 12
+#define MLC_KDYN 12  /* first dynamic slot */
+#define MLC_KIP 16   /* total integer params */
+#define MLC_KFP 4
+#define MLC_KVARS 4
+#define MLC_GENERIC_MAX_HEAD_DIM 256 /* local arrays of generic attention/rope kernels */
+#define MLC_KV_PAGE 16               /* tokens per KV page */
+
+typedef enum mlc_act_kind { MLC_KACT_SILU = 0, MLC_KACT_GELU_TANH = 1, MLC_KACT_GELU = 2 } mlc_act_kind;
+
+typedef struct mlc_kdesc {
+  mlc_opkind kind;
+  int var[MLC_KVARS];        /* structural variant: part of the generic kernel's key */
+  int64_t size[MLC_KSIZES];  /* literals when specialised */
+  float fv[MLC_KFP];         /* literals when specialised */
+  bool generic;
+} mlc_kdesc;
+
+typedef struct mlc_tunables {
+  int dot_lanes;   /* independent accumulators in a dot product (the SIMD width in floats) */
+  int unroll_max;  /* longest loop the schedule fully unrolls */
+} mlc_tunables;
+const mlc_tunables *mlc_tunables_for(kir_lang lang);
+
+/* Writes the kernel for d. The name is "g_<key>" for generic kernels, "k_<hash>" otherwise. */
+kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu);
+/* "matmul_2_1_0_0": the op name and the variant, which identifies a generic kernel. */
+void mlc_kdesc_key(const mlc_kdesc *d, char *buf, size_t n);
+/* For kgen: the number of values each variant slot takes for this op kind (0: slot unused). */
+void mlc_kvariant_ranges(mlc_opkind kind, int ranges[MLC_KVARS]);
+/* Number of external buffers the kernel of this kind takes (for the given variant). */
+int mlc_kdesc_nbufs(const mlc_kdesc *d);
+
+#endif

@@ -1,0 +1,309 @@
+/* builder.c: the pieces the architecture files build their graphs from. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel/lower.h"
+#include "model/arch.h"
+
+void *mlc_owned_alloc(mlc_owned *o, size_t bytes) {
+  if (o->n == o->cap) {
+    int cap = o->cap ? o->cap * 2 : 16;
+    void **p = realloc(o->ptrs, sizeof(void *) * (size_t)cap);
+    if (!p)
+      return NULL;
+    o->ptrs = p;
+    o->cap = cap;
+  }
+  void *m = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+  if (m)
+    o->ptrs[o->n++] = m;
+  return m;
+}
+void mlc_owned_free(mlc_owned *o) {
+  for (int i = 0; i < o->n; i++)
+    free(o->ptrs[i]);
+  free(o->ptrs);
+  memset(o, 0, sizeof *o);
+}
+
+static int weight_v(mlc_builder *b, bool optional, int64_t rows, int64_t cols, const char *fmt, va_list ap) {
+  char name[256];
+  vsnprintf(name, sizeof name, fmt, ap);
+  if (b->g->status != MLC_OK)
+    return -1;
+  const mlc_st_tensor *t = mlc_st_find(b->st, name);
+  if (!t && optional)
+    return -1;
+  int64_t shape[2] = {rows, cols};
+  mlc_status st = mlc_st_get(b->st, name, cols ? 2 : 1, shape, &t);
+  if (st != MLC_OK) {
+    b->g->status = st;
+    return -1;
+  }
+  if (t->dtype != MLC_F32 && t->dtype != MLC_F16 && t->dtype != MLC_BF16) {
+    b->g->status = mlc_err(MLC_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; weights must be f32, f16 or bf16",
+                           t->file, name, mlc_dtype_name(t->dtype));
+    return -1;
+  }
+  int w = mlc_g_tensor(b->g, name, MLC_T_WEIGHT, t->dtype, mlc_sym_c(rows), cols ? cols : rows);
+  if (!cols)
+    b->g->t[w].rows = mlc_sym_c(1);
+  b->g->t[w].data = t->data;
+  return w;
+}
+
+int mlc_b_weight(mlc_builder *b, int64_t rows, int64_t cols, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int w = weight_v(b, false, rows, cols, fmt, ap);
+  va_end(ap);
+  return w;
+}
+int mlc_b_weight_opt(mlc_builder *b, int64_t rows, int64_t cols, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int w = weight_v(b, true, rows, cols, fmt, ap);
+  va_end(ap);
+  return w;
+}
+
+int mlc_b_expert_stack(mlc_builder *b, int layer, int E, int64_t rows, int64_t cols, const char *fmt) {
+  if (b->g->status != MLC_OK)
+    return -1;
+  mlc_dtype dt = MLC_F32;
+  void *dst = NULL;
+  size_t each = 0;
+  for (int e = 0; e < E; e++) {
+    int w = mlc_b_weight(b, rows, cols, fmt, layer, e);
+    if (w < 0)
+      return -1;
+    mlc_tensor *t = &b->g->t[w];
+    if (e == 0) {
+      dt = t->dtype;
+      each = (size_t)rows * (size_t)cols * mlc_dtype_size(dt);
+      dst = mlc_owned_alloc(b->owned, each * (size_t)E);
+      if (!dst) {
+        b->g->status = mlc_err(MLC_ERR_NOMEM, "out of memory stacking experts of layer %d", layer);
+        return -1;
+      }
+    } else if (t->dtype != dt) {
+      b->g->status = mlc_err(MLC_ERR_FORMAT, "tensor '%s': experts of layer %d mix dtypes", t->name, layer);
+      return -1;
+    }
+    memcpy((char *)dst + each * (size_t)e, t->data, each);
+  }
+  char name[128];
+  snprintf(name, sizeof name, "layers.%d.experts(%s)", layer, fmt);
+  int s = mlc_g_tensor(b->g, name, MLC_T_WEIGHT, dt, mlc_sym_c(rows * E), cols); /* [E*rows, cols] */
+  b->g->t[s].data = dst;
+  return s;
+}
+
+int mlc_b_use(mlc_builder *b, int w) {
+  if (w < 0 || b->g->t[w].dtype == MLC_F32)
+    return w;
+  mlc_tensor *t = &b->g->t[w];
+  char name[128];
+  snprintf(name, sizeof name, "f32(%s)", t->name);
+  int y = mlc_g_act(b->g, name, t->rows, t->cols);
+  int o = mlc_g_op(b->g, MLC_OP_DEQUANT, &w, 1, &y, 1);
+  b->g->ops[o].layer = b->layer;
+  return y;
+}
+
+static int op1(mlc_builder *b, mlc_opkind k, const int *in, int nin, int out) {
+  int o = mlc_g_op(b->g, k, in, nin, &out, out >= 0 ? 1 : 0);
+  b->g->ops[o].layer = b->layer;
+  return o;
+}
+
+int mlc_b_embed(mlc_builder *b, int table, float scale) {
+  int64_t H = b->g->t[table].cols;
+  int y = mlc_g_act(b->g, "embed", mlc_sym_n(1), H); /* [n, H] */
+  int in[2] = {b->in[MLC_IN_IDS], mlc_b_use(b, table)};
+  int o = op1(b, MLC_OP_EMBED, in, 2, y);
+  b->g->ops[o].fa[0] = scale;
+  return y;
+}
+
+int mlc_b_rmsnorm(mlc_builder *b, int x, int w, int64_t group, bool add_one) {
+  mlc_tensor *t = &b->g->t[x];
+  int y = mlc_g_act(b->g, "norm", t->rows, t->cols);
+  int in[2] = {x, mlc_b_use(b, w)};
+  int o = op1(b, MLC_OP_RMSNORM, in, 2, y);
+  b->g->ops[o].ia[0] = group;
+  b->g->ops[o].ia[1] = add_one;
+  b->g->ops[o].fa[0] = b->cfg->rms_norm_eps;
+  return y;
+}
+
+int mlc_b_linear(mlc_builder *b, int x, int w, int bias, const char *name) {
+  if (x < 0 || w < 0)
+    return -1;
+  int64_t N = b->g->t[w].rows.c;
+  if (bias >= 0 && b->g->t[bias].dtype != b->g->t[w].dtype) {
+    b->g->status = mlc_err(MLC_ERR_UNSUPPORTED, "bias '%s' and weight '%s' have different dtypes",
+                           b->g->t[bias].name, b->g->t[w].name);
+    return -1;
+  }
+  int y = mlc_g_act(b->g, name, b->g->t[x].rows, N); /* [R, N] */
+  int in[4] = {x, mlc_b_use(b, w), mlc_b_use(b, bias), -1};
+  int o = op1(b, MLC_OP_MATMUL, in, 4, y);
+  b->g->ops[o].ia[0] = N;
+  return y;
+}
+
+int mlc_b_add(mlc_builder *b, int a, int c) {
+  int y = mlc_g_act(b->g, "residual", b->g->t[a].rows, b->g->t[a].cols);
+  int in[2] = {a, c};
+  op1(b, MLC_OP_ADD, in, 2, y);
+  return y;
+}
+
+int mlc_b_softcap(mlc_builder *b, int x, float cap) {
+  int y = mlc_g_act(b->g, "softcap", b->g->t[x].rows, b->g->t[x].cols);
+  int o = op1(b, MLC_OP_SOFTCAP, &x, 1, y);
+  b->g->ops[o].fa[0] = cap;
+  return y;
+}
+
+static int rope(mlc_builder *b, int x, int64_t heads, int64_t D) {
+  int y = mlc_g_act(b->g, "rope", mlc_sym_n(1), heads * D); /* [n, heads*D] */
+  int in[3] = {x, b->in[MLC_IN_POS], b->inv_freq};
+  int o = op1(b, MLC_OP_ROPE, in, 3, y);
+  b->g->ops[o].ia[0] = heads;
+  b->g->ops[o].ia[1] = D;
+  b->g->ops[o].ia[2] = b->rot_dim;
+  b->g->ops[o].fa[0] = b->rope_scale;
+  return y;
+}
+
+int mlc_b_attention(mlc_builder *b, int xn, const mlc_attn_w *w) {
+  const mlc_model_config *c = b->cfg;
+  mlc_graph *g = b->g;
+  if (g->status != MLC_OK)
+    return -1;
+  int64_t Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+  int q, k, v;
+  if (w->wqkv >= 0) {
+    int qkv = mlc_b_linear(b, xn, w->wqkv, w->bqkv, "qkv"); /* [n, (Hq+2Hkv)*D] */
+    q = mlc_g_view(g, qkv, "q", mlc_sym_n(1), Hq * D, mlc_sym_c(0));
+    k = mlc_g_view(g, qkv, "k", mlc_sym_n(1), Hkv * D, mlc_sym_c(Hq * D));
+    v = mlc_g_view(g, qkv, "v", mlc_sym_n(1), Hkv * D, mlc_sym_c((Hq + Hkv) * D));
+  } else {
+    q = mlc_b_linear(b, xn, w->wq, w->bq, "q"); /* [n, Hq*D] */
+    k = mlc_b_linear(b, xn, w->wk, w->bk, "k"); /* [n, Hkv*D] */
+    v = mlc_b_linear(b, xn, w->wv, w->bv, "v"); /* [n, Hkv*D] */
+  }
+  if (g->status != MLC_OK)
+    return -1;
+  if (w->q_norm >= 0)
+    q = mlc_b_rmsnorm(b, q, w->q_norm, D, w->norm_add_one);
+  if (w->k_norm >= 0)
+    k = mlc_b_rmsnorm(b, k, w->k_norm, D, w->norm_add_one);
+  char kvname[32];
+  snprintf(kvname, sizeof kvname, "kv.%d", b->layer);
+  int kv = mlc_g_tensor(g, kvname, MLC_T_KV, MLC_F32, mlc_sym_c(1), 1);
+  g->t[kv].layer = b->layer;
+  int qr = rope(b, q, Hq, D);
+  int kr = rope(b, k, Hkv, D);
+  int ain[6] = {kr, v, b->in[MLC_IN_POS], b->in[MLC_IN_SEQ], b->in[MLC_IN_PAGES], kv};
+  int ao = op1(b, MLC_OP_KV_APPEND, ain, 6, -1);
+  g->ops[ao].ia[0] = Hkv;
+  g->ops[ao].ia[1] = D;
+  int o = mlc_g_act(g, "attn", mlc_sym_n(1), Hq * D); /* [n, Hq*D] */
+  int tin[5] = {qr, b->in[MLC_IN_POS], b->in[MLC_IN_SEQ], b->in[MLC_IN_PAGES], kv};
+  int to = op1(b, MLC_OP_ATTENTION, tin, 5, o);
+  g->ops[to].ia[0] = Hq;
+  g->ops[to].ia[1] = Hkv;
+  g->ops[to].ia[2] = D;
+  g->ops[to].ia[3] = c->sliding_window > 0 && c->layer_sliding[b->layer] ? c->sliding_window : 0;
+  float qpas = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : (float)D;
+  g->ops[to].fa[0] = 1.0f / sqrtf(qpas);
+  g->ops[to].fa[1] = c->attn_softcap;
+  return mlc_b_linear(b, o, w->wo, w->bo, "o");
+}
+
+static int act_kind(int act) {
+  return act == MLC_ACT_GELU_TANH ? MLC_KACT_GELU_TANH : act == MLC_ACT_GELU ? MLC_KACT_GELU : MLC_KACT_SILU;
+}
+
+int mlc_b_mlp(mlc_builder *b, int xn, int wg, int wu, int wgu, int wd, int64_t F, int act) {
+  mlc_graph *g = b->g;
+  int gt, ut;
+  if (wgu >= 0) {
+    int gu = mlc_b_linear(b, xn, wgu, -1, "gate_up"); /* [n, 2F] */
+    if (gu < 0)
+      return -1;
+    gt = mlc_g_view(g, gu, "gate", g->t[gu].rows, F, mlc_sym_c(0));
+    ut = mlc_g_view(g, gu, "up", g->t[gu].rows, F, mlc_sym_c(F));
+  } else {
+    gt = mlc_b_linear(b, xn, wg, -1, "gate"); /* [n, F] */
+    ut = mlc_b_linear(b, xn, wu, -1, "up");   /* [n, F] */
+  }
+  if (g->status != MLC_OK)
+    return -1;
+  int h = mlc_g_act(g, "act", g->t[xn].rows, F);
+  int in[2] = {gt, ut};
+  int o = op1(b, MLC_OP_ACT_MUL, in, 2, h);
+  g->ops[o].ia[2] = act_kind(act);
+  return mlc_b_linear(b, h, wd, -1, "down");
+}
+
+/* A matmul whose weight rows are chosen per output row by expert ids. */
+static int expert_linear(mlc_builder *b, int x, int w, int ids, int64_t N, int64_t in_div, mlc_sym rows, const char *nm) {
+  int y = mlc_g_act(b->g, nm, rows, N);
+  int in[4] = {x, mlc_b_use(b, w), -1, ids};
+  int o = op1(b, MLC_OP_MATMUL, in, 4, y);
+  b->g->ops[o].ia[0] = N;
+  b->g->ops[o].ia[1] = in_div;
+  return y;
+}
+
+int mlc_b_moe(mlc_builder *b, int xn, int router, int wg, int wu, int wd, int64_t F) {
+  mlc_graph *g = b->g;
+  const mlc_model_config *c = b->cfg;
+  if (g->status != MLC_OK)
+    return -1;
+  int64_t E = c->num_experts, K = c->num_experts_per_tok, H = c->hidden_size;
+  int logits = mlc_b_linear(b, xn, router, -1, "router"); /* [n, E] */
+  int wts = mlc_g_act(g, "route_w", mlc_sym_n(K), 1);    /* [n*k] */
+  int ids = mlc_g_tensor(g, "route_ids", MLC_T_ACT, MLC_I32, mlc_sym_n(K), 1); /* [n*k] */
+  int outs[2] = {wts, ids};
+  int ro = mlc_g_op(g, MLC_OP_MOE_ROUTE, &logits, 1, outs, 2);
+  g->ops[ro].layer = b->layer;
+  g->ops[ro].ia[0] = E;
+  g->ops[ro].ia[1] = K;
+  g->ops[ro].ia[2] = c->norm_topk_prob;
+  int gt = expert_linear(b, xn, wg, ids, F, K, mlc_sym_n(K), "e_gate"); /* [n*k, F] */
+  int ut = expert_linear(b, xn, wu, ids, F, K, mlc_sym_n(K), "e_up");   /* [n*k, F] */
+  int h = mlc_g_act(g, "e_act", mlc_sym_n(K), F);
+  int in[2] = {gt, ut};
+  int o = op1(b, MLC_OP_ACT_MUL, in, 2, h);
+  g->ops[o].ia[2] = act_kind(c->act);
+  int y = expert_linear(b, h, wd, ids, H, 1, mlc_sym_n(K), "e_down"); /* [n*k, H] */
+  int out = mlc_g_act(g, "moe", mlc_sym_n(1), H);                    /* [n, H] */
+  int cin[2] = {y, wts};
+  int co = op1(b, MLC_OP_MOE_COMBINE, cin, 2, out);
+  g->ops[co].ia[0] = K;
+  return out;
+}
+
+void mlc_b_head(mlc_builder *b, int norm_w, bool norm_add_one, int lm_head, float softcap) {
+  mlc_graph *g = b->g;
+  if (g->status != MLC_OK)
+    return;
+  int64_t H = b->cfg->hidden_size;
+  b->layer = -1;
+  /* the last m rows of the residual stream: rows [n-m, n) */
+  int last = mlc_g_view(g, b->x, "last_rows", mlc_sym_m(1), H, (mlc_sym){0, H, -H});
+  int xn = mlc_b_rmsnorm(b, last, norm_w, H, norm_add_one);
+  int logits = mlc_b_linear(b, xn, lm_head, -1, "logits"); /* [m, V] */
+  if (softcap > 0)
+    logits = mlc_b_softcap(b, logits, softcap);
+  g->logits = logits;
+  if (logits >= 0)
+    g->t[logits].is_output = true;
+}

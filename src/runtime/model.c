@@ -1,0 +1,537 @@
+/*
+ * model.c: loading a model and running it. Load = read config and map weights, build the graph
+ * (architecture file), run the passes, plan memory, lower each op to a kernel (specialised C
+ * compiled at run time, or the generic kernels built into libmlc), allocate the arena, the
+ * paged KV cache and the input buffers once. A forward step binds the inputs, evaluates the
+ * symbolic sizes for this step and launches the kernels in order on the thread pool.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+
+/* ---- launch records ---- */
+
+static int64_t stride_of(const mlc_graph *g, int t) { return g->t[t].row_stride; }
+
+void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
+  const mlc_graph *g = &m->g;
+  const mlc_op *o = &g->ops[oi];
+  memset(L, 0, sizeof *L);
+  L->op = oi;
+  mlc_kdesc *d = &L->d;
+  d->kind = o->kind;
+  d->generic = m->opt.generic_kernels;
+  int *b = L->buf;
+  int nb = 0;
+  const mlc_tensor *out = o->nout > 0 ? &g->t[o->out[0]] : NULL;
+  mlc_sym rows = out ? out->rows : mlc_sym_c(0);
+  switch (o->kind) {
+  case MLC_OP_EMBED:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    d->var[0] = g->t[o->in[1]].dtype;
+    d->size[0] = out->cols;
+    d->fv[0] = o->fa[0];
+    L->grid = rows;
+    break;
+  case MLC_OP_RMSNORM:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    d->var[0] = g->t[o->in[1]].dtype;
+    d->var[1] = (int)o->ia[1];
+    d->size[0] = out->cols;
+    d->size[1] = o->ia[0];
+    d->size[2] = stride_of(g, o->in[0]);
+    d->fv[0] = o->fa[0];
+    L->grid = mlc_sym_scale(rows, out->cols / o->ia[0]);
+    break;
+  case MLC_OP_ADD_RMSNORM:
+    b[nb++] = o->out[0], b[nb++] = o->out[1], b[nb++] = o->in[0], b[nb++] = o->in[1], b[nb++] = o->in[2];
+    d->var[0] = g->t[o->in[2]].dtype;
+    d->var[1] = (int)o->ia[1];
+    d->size[0] = out->cols;
+    d->fv[0] = o->fa[0];
+    L->grid = rows;
+    break;
+  case MLC_OP_ADD:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    d->size[0] = out->cols;
+    L->grid = rows;
+    break;
+  case MLC_OP_MATMUL:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    if (o->in[2] >= 0)
+      b[nb++] = o->in[2];
+    if (o->in[3] >= 0)
+      b[nb++] = o->in[3];
+    d->var[0] = g->t[o->in[1]].dtype;
+    d->var[1] = o->in[2] >= 0;
+    d->var[2] = o->in[3] >= 0;
+    d->var[3] = o->fa[0] != 0;
+    d->size[0] = o->ia[0];
+    d->size[1] = g->t[o->in[0]].cols;
+    d->size[2] = o->ia[1] > 0 ? o->ia[1] : 1;
+    d->size[3] = stride_of(g, o->in[0]);
+    d->fv[0] = o->fa[0];
+    L->dyn[0] = rows;
+    L->grid = mlc_sym_c(o->ia[0]);
+    break;
+  case MLC_OP_GATED_MATMUL:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1], b[nb++] = o->in[2];
+    if (o->in[3] >= 0)
+      b[nb++] = o->in[3];
+    d->var[0] = g->t[o->in[1]].dtype;
+    d->var[1] = (int)o->ia[2];
+    d->var[2] = o->in[3] >= 0;
+    d->size[0] = o->ia[0];
+    d->size[1] = g->t[o->in[0]].cols;
+    d->size[2] = o->ia[1] > 0 ? o->ia[1] : 1;
+    d->size[3] = o->ia[3];
+    d->size[4] = o->ia[0];
+    d->size[5] = stride_of(g, o->in[0]);
+    L->dyn[0] = rows;
+    L->grid = mlc_sym_c(o->ia[0]);
+    break;
+  case MLC_OP_ACT_MUL:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    d->var[0] = (int)o->ia[2];
+    d->size[0] = out->cols;
+    d->size[1] = stride_of(g, o->in[0]);
+    d->size[2] = stride_of(g, o->in[1]);
+    L->grid = rows;
+    break;
+  case MLC_OP_SOFTCAP:
+    b[nb++] = o->out[0], b[nb++] = o->in[0];
+    d->size[0] = out->cols;
+    d->fv[0] = o->fa[0];
+    L->grid = rows;
+    break;
+  case MLC_OP_DEQUANT:
+    b[nb++] = o->out[0], b[nb++] = o->in[0];
+    d->var[0] = g->t[o->in[0]].dtype;
+    d->size[0] = out->cols;
+    L->grid = rows;
+    break;
+  case MLC_OP_ROPE:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1], b[nb++] = o->in[2];
+    d->size[0] = o->ia[0];
+    d->size[1] = o->ia[1];
+    d->size[2] = o->ia[2];
+    d->size[3] = stride_of(g, o->in[0]);
+    d->fv[0] = o->fa[0];
+    L->grid = mlc_sym_scale(rows, o->ia[0]);
+    break;
+  case MLC_OP_KV_APPEND:
+    b[nb++] = o->in[5], b[nb++] = o->in[0], b[nb++] = o->in[1], b[nb++] = o->in[2], b[nb++] = o->in[3],
+    b[nb++] = o->in[4];
+    d->size[0] = o->ia[0];
+    d->size[1] = o->ia[1];
+    d->size[2] = stride_of(g, o->in[0]);
+    d->size[3] = stride_of(g, o->in[1]);
+    d->size[4] = m->max_pages;
+    L->grid = mlc_sym_scale(g->t[o->in[0]].rows, o->ia[0]);
+    break;
+  case MLC_OP_ROPE_KV:
+    b[nb++] = o->out[0], b[nb++] = o->in[7];
+    for (int i = 0; i < 7; i++)
+      b[nb++] = o->in[i];
+    d->size[0] = o->ia[0];
+    d->size[1] = o->ia[1];
+    d->size[2] = o->ia[2];
+    d->size[3] = o->ia[3];
+    d->size[4] = stride_of(g, o->in[0]);
+    d->size[5] = stride_of(g, o->in[1]);
+    d->size[6] = stride_of(g, o->in[2]);
+    d->size[7] = m->max_pages;
+    d->fv[0] = o->fa[0];
+    L->grid = mlc_sym_scale(rows, o->ia[0] + o->ia[1]);
+    break;
+  case MLC_OP_ATTENTION:
+    b[nb++] = o->out[0];
+    for (int i = 0; i < 5; i++)
+      b[nb++] = o->in[i];
+    d->var[0] = o->fa[1] != 0;
+    d->size[0] = o->ia[0];
+    d->size[1] = o->ia[1];
+    d->size[2] = o->ia[2];
+    d->size[3] = o->ia[3];
+    d->size[4] = m->max_pages;
+    d->size[5] = stride_of(g, o->in[0]);
+    d->fv[0] = o->fa[0];
+    d->fv[1] = o->fa[1];
+    L->grid = mlc_sym_scale(rows, o->ia[0]);
+    break;
+  case MLC_OP_MOE_ROUTE:
+    b[nb++] = o->out[0], b[nb++] = o->out[1], b[nb++] = o->in[0];
+    d->var[0] = (int)o->ia[2];
+    d->size[0] = o->ia[0];
+    d->size[1] = o->ia[1];
+    L->grid = g->t[o->in[0]].rows;
+    break;
+  case MLC_OP_MOE_COMBINE:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    d->size[0] = out->cols;
+    d->size[1] = o->ia[0];
+    L->grid = rows;
+    break;
+  default:
+    mlc_abort(__FILE__, __LINE__, "op %d has no launch rule", o->kind);
+  }
+  L->nbuf = nb;
+  memcpy(L->ip, d->size, sizeof d->size);
+  memcpy(L->fp, d->fv, sizeof d->fv);
+  /* name, as the lowering will call it */
+  if (d->generic) {
+    char key[64];
+    mlc_kdesc_key(d, key, sizeof key);
+    snprintf(L->name, sizeof L->name, "g_%s", key);
+  } else {
+    snprintf(L->name, sizeof L->name, "k_%s_%016llx", mlc_op_name(d->kind),
+             (unsigned long long)mlc_hash64(d, sizeof *d, 0));
+  }
+}
+
+/* ---- graph ---- */
+
+mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes) {
+  const mlc_model_config *c = &m->cfg;
+  const mlc_arch *arch = mlc_arch_find(c->arch);
+  if (!arch)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "%s/config.json: model_type '%s' is not supported (supported: %s)", m->dir,
+                   c->arch, mlc_arch_list());
+  mlc_graph_init(&m->g);
+  mlc_builder b = {.g = &m->g, .cfg = c, .st = m->st, .owned = &m->owned, .dir = m->dir, .max_pages = m->max_pages};
+  static const char *in_names[MLC_IN_COUNT] = {"ids", "pos", "seq", "pages"};
+  for (int i = 0; i < MLC_IN_COUNT; i++) {
+    b.in[i] = mlc_g_tensor(&m->g, in_names[i], MLC_T_INPUT, MLC_I32, i == MLC_IN_PAGES ? mlc_sym_c(1) : mlc_sym_n(1), 1);
+    m->g.t[b.in[i]].input = i;
+  }
+  int rot = (int)(c->head_dim * (c->partial_rotary_factor > 0 ? c->partial_rotary_factor : 1.0f));
+  rot -= rot % 2;
+  b.rot_dim = rot;
+  float *inv = mlc_owned_alloc(&m->owned, sizeof(float) * (size_t)(rot / 2 + 1));
+  if (!inv)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  MLC_TRY(mlc_rope_inv_freq(c, rot, inv, &b.rope_scale));
+  b.inv_freq = mlc_g_tensor(&m->g, "inv_freq", MLC_T_CONST, MLC_F32, mlc_sym_c(1), rot / 2);
+  m->g.t[b.inv_freq].data = inv;
+  mlc_status st = arch->build(&b);
+  if (st != MLC_OK)
+    return st;
+  if (m->g.logits < 0)
+    return mlc_err(MLC_ERR_INTERNAL, "architecture %s built no logits", c->arch);
+  if (run_passes)
+    mlc_passes_run(&m->g, &m->passes);
+  else
+    mlc_pass_dce(&m->g);
+  return MLC_OK;
+}
+
+/* ---- kernels ---- */
+
+static bool seen_name(const mlc_launch *L, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(L[i].name, name) == 0)
+      return true;
+  return false;
+}
+
+mlc_status mlc_model_render(const mlc_model *m, kir_lang lang, bool generic, mlc_buf *out) {
+  if (lang == KIR_LANG_C)
+    mlc_buf_puts(out, kir_c_prelude());
+  for (int i = 0; i < m->nlaunch; i++) {
+    if (seen_name(m->launch, i, m->launch[i].name))
+      continue;
+    mlc_kdesc d = m->launch[i].d;
+    d.generic = generic;
+    kir_kernel *k = mlc_lower(&d, mlc_tunables_for(lang));
+    if (lang == KIR_LANG_GLSL)
+      mlc_buf_printf(out, "// ---- %s\n", k->name);
+    else
+      mlc_buf_puts(out, "\n");
+    kir_render(k, lang, out);
+    kir_free(k);
+  }
+  return out->oom ? mlc_err(MLC_ERR_NOMEM, "out of memory rendering kernels") : MLC_OK;
+}
+
+static mlc_status bind_kernels(mlc_model *m) {
+  if (!m->opt.generic_kernels) {
+    mlc_buf src = {0};
+    mlc_status st = mlc_model_render(m, KIR_LANG_C, false, &src);
+    if (st == MLC_OK) {
+      double t0 = mlc_now();
+      st = mlc_cpu_lib_build(src.data, m->opt.verbose, &m->lib);
+      m->compile_s = mlc_now() - t0;
+    }
+    mlc_buf_free(&src);
+    if (st != MLC_OK) {
+      /* no working compiler: fall back to the kernels built into libmlc */
+      if (m->opt.verbose)
+        fprintf(stderr, "mlc: %s; using the generic kernels\n", mlc_last_error());
+      m->opt.generic_kernels = 1;
+      for (int i = 0; i < m->nlaunch; i++)
+        mlc_launch_fill(m, m->launch[i].op, &m->launch[i]);
+    }
+  }
+  for (int i = 0; i < m->nlaunch; i++) {
+    mlc_launch *L = &m->launch[i];
+    L->fn = m->opt.generic_kernels ? mlc_generic_find(L->name) : mlc_cpu_lib_sym(m->lib, L->name);
+    if (!L->fn)
+      return mlc_err(MLC_ERR_INTERNAL, "kernel %s (op %s) not found in the %s kernels", L->name,
+                     mlc_op_name(m->g.ops[L->op].kind), m->opt.generic_kernels ? "generic" : "compiled");
+  }
+  return MLC_OK;
+}
+
+/* ---- load ---- */
+
+static void describe(mlc_model *m) {
+  mlc_buf b = {0};
+  const mlc_model_config *c = &m->cfg;
+  mlc_buf_printf(&b, "model: %s (%s), %d layers, hidden %d, heads %d/%d, head_dim %d, ffn %d, vocab %d", m->dir,
+                 c->arch, c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->head_dim,
+                 c->intermediate_size, c->vocab_size);
+  if (c->num_experts)
+    mlc_buf_printf(&b, ", %d experts (top %d)", c->num_experts, c->num_experts_per_tok);
+  mlc_buf_printf(&b, "\npasses: fuse_dequant %d, fuse_softcap %d, fuse_gated %d, fuse_rope_kv %d, fuse_add_rmsnorm %d, dce %d\n",
+                 m->passes.dequant_fused, m->passes.softcap_fused, m->passes.gated_fused, m->passes.rope_kv_fused,
+                 m->passes.add_norm_fused, m->passes.dead_removed);
+  mlc_buf_printf(&b, "memory plan: arena %.2f MiB for up to %d tokens per step, KV cache %.2f MiB (%d pages of %d tokens)\n",
+                 m->g.arena_size / 1048576.0, m->max_n,
+                 (double)m->kv_layer_elems * c->num_layers * sizeof(float) / 1048576.0, m->n_pages, MLC_KV_PAGE);
+  mlc_buf_printf(&b, "kernels (%s): %d launches per step\n",
+                 m->opt.generic_kernels ? "generic, built into libmlc" : "specialised, compiled at load", m->nlaunch);
+  for (int i = 0; i < m->nlaunch; i++) {
+    const mlc_launch *L = &m->launch[i];
+    if (m->g.ops[L->op].layer > 0)
+      continue; /* layer 0 stands for all layers */
+    mlc_buf_printf(&b, "  %-16s %s\n", mlc_op_name(m->g.ops[L->op].kind), L->name);
+  }
+  free(m->describe);
+  m->describe = mlc_buf_take(&b);
+}
+
+static mlc_status alloc_runtime(mlc_model *m) {
+  const mlc_model_config *c = &m->cfg;
+  m->arena = aligned_alloc(64, (m->g.arena_size + 63) & ~(size_t)63);
+  m->max_pages = (m->max_seq_len + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
+  m->max_seqs = 4;
+  m->n_pages = m->max_pages;
+  m->kv_layer_elems = (size_t)m->n_pages * 2 * c->num_kv_heads * MLC_KV_PAGE * c->head_dim;
+  m->kv = calloc(m->kv_layer_elems * (size_t)c->num_layers, sizeof(float));
+  m->free_pages = malloc(sizeof(int) * (size_t)m->n_pages);
+  m->slot_used = calloc((size_t)m->max_seqs, sizeof(bool));
+  for (int i = 0; i < 3; i++)
+    m->in[i] = calloc((size_t)m->max_n, sizeof(int32_t));
+  m->in[MLC_IN_PAGES] = calloc((size_t)m->max_seqs * (size_t)m->max_pages, sizeof(int32_t));
+  if (!m->arena || !m->kv || !m->free_pages || !m->slot_used || !m->in[0] || !m->in[1] || !m->in[2] ||
+      !m->in[MLC_IN_PAGES])
+    return mlc_err(MLC_ERR_NOMEM, "out of memory allocating the runtime (arena %zu bytes, KV cache %zu bytes)",
+                   m->g.arena_size, m->kv_layer_elems * (size_t)c->num_layers * sizeof(float));
+  for (int i = 0; i < m->n_pages; i++)
+    m->free_pages[i] = m->n_pages - 1 - i;
+  m->n_free = m->n_pages;
+  return MLC_OK;
+}
+
+mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_model **out) {
+  *out = NULL;
+  mlc_model *m = calloc(1, sizeof *m);
+  if (!m)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  if (opt)
+    m->opt = *opt;
+  mlc_status st = MLC_OK;
+  if (m->opt.device && strcmp(m->opt.device, "cpu") != 0)
+    st = mlc_err(MLC_ERR_UNSUPPORTED, "device '%s' is not available in this build (available: cpu)", m->opt.device);
+  if (st == MLC_OK && m->opt.quant && strcmp(m->opt.quant, "q0f32") != 0)
+    st = mlc_err(MLC_ERR_UNSUPPORTED, "quantization '%s' is not supported when running a Hugging Face directory (use q0f32)",
+                 m->opt.quant);
+  if (st == MLC_OK && !mlc_is_dir(path))
+    st = mlc_err(MLC_ERR_IO, "%s: not a model directory (expected a Hugging Face directory with config.json)", path);
+  if (st == MLC_OK) {
+    m->dir = mlc_strdup(path);
+    st = m->dir ? mlc_config_load(path, &m->cfg) : MLC_ERR_NOMEM;
+  }
+  if (st == MLC_OK)
+    st = mlc_st_open_dir(path, &m->st);
+  if (st == MLC_OK) {
+    m->max_n = m->opt.prefill_chunk > 0 ? m->opt.prefill_chunk : 256;
+    int ctx = m->cfg.max_position_embeddings > 0 ? m->cfg.max_position_embeddings : 4096;
+    if (ctx > 4096)
+      ctx = 4096;
+    m->max_seq_len = m->opt.max_seq_len > 0 ? m->opt.max_seq_len : ctx;
+    m->max_pages = (m->max_seq_len + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
+    if (m->opt.generic_kernels && m->cfg.head_dim > MLC_GENERIC_MAX_HEAD_DIM)
+      st = mlc_err(MLC_ERR_UNSUPPORTED, "head_dim %d exceeds the generic kernels' limit %d; run with a C compiler",
+                   m->cfg.head_dim, MLC_GENERIC_MAX_HEAD_DIM);
+  }
+  if (st == MLC_OK)
+    st = mlc_model_build_graph(m, !getenv("MLC_NO_FUSION"));
+  if (st == MLC_OK)
+    st = mlc_plan_memory(&m->g, m->max_n);
+  if (st == MLC_OK) {
+    m->launch = calloc((size_t)m->g.nops, sizeof *m->launch);
+    if (!m->launch)
+      st = mlc_err(MLC_ERR_NOMEM, "out of memory");
+  }
+  if (st == MLC_OK) {
+    m->nlaunch = m->g.nops;
+    for (int i = 0; i < m->g.nops; i++)
+      mlc_launch_fill(m, i, &m->launch[i]);
+    st = bind_kernels(m);
+  }
+  if (st == MLC_OK)
+    st = alloc_runtime(m);
+  if (st == MLC_OK)
+    st = mlc_pool_new(m->opt.threads, &m->pool);
+  if (st != MLC_OK) {
+    mlc_model_free(m);
+    return st;
+  }
+  describe(m);
+  *out = m;
+  return MLC_OK;
+}
+
+void mlc_model_free(mlc_model *m) {
+  if (!m)
+    return;
+  mlc_pool_free(m->pool);
+  mlc_cpu_lib_free(m->lib);
+  free(m->arena);
+  free(m->kv);
+  free(m->free_pages);
+  free(m->slot_used);
+  for (int i = 0; i < MLC_IN_COUNT; i++)
+    free(m->in[i]);
+  free(m->launch);
+  mlc_graph_free(&m->g);
+  mlc_owned_free(&m->owned);
+  mlc_st_close(m->st);
+  free(m->dir);
+  free(m->describe);
+  free(m);
+}
+
+int mlc_model_vocab_size(const mlc_model *m) { return m->cfg.vocab_size; }
+const char *mlc_model_describe(const mlc_model *m) { return m->describe ? m->describe : ""; }
+
+/* ---- sequences ---- */
+
+mlc_status mlc_seq_new(mlc_model *m, mlc_seq **out) {
+  *out = NULL;
+  int slot = -1;
+  for (int i = 0; i < m->max_seqs; i++)
+    if (!m->slot_used[i]) {
+      slot = i;
+      break;
+    }
+  if (slot < 0)
+    return mlc_err(MLC_ERR_LIMIT, "all %d sequence slots are in use", m->max_seqs);
+  mlc_seq *s = calloc(1, sizeof *s);
+  if (!s)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  s->m = m;
+  s->slot = slot;
+  m->slot_used[slot] = true;
+  *out = s;
+  return MLC_OK;
+}
+
+mlc_status mlc_seq_truncate(mlc_seq *s, int len) {
+  if (len < 0 || len > s->len)
+    return mlc_err(MLC_ERR_INVALID_ARG, "cannot truncate a sequence of %d tokens to %d", s->len, len);
+  mlc_model *m = s->m;
+  int keep = (len + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
+  int32_t *row = m->in[MLC_IN_PAGES] + (size_t)s->slot * m->max_pages;
+  while (s->npages > keep)
+    m->free_pages[m->n_free++] = row[--s->npages];
+  s->len = len;
+  return MLC_OK;
+}
+
+void mlc_seq_free(mlc_seq *s) {
+  if (!s)
+    return;
+  mlc_seq_truncate(s, 0);
+  s->m->slot_used[s->slot] = false;
+  free(s);
+}
+
+int mlc_seq_len(const mlc_seq *s) { return s->len; }
+
+static void *tensor_ptr(const mlc_model *m, int ti, int64_t n, int64_t mm) {
+  const mlc_tensor *t = &m->g.t[ti];
+  switch (t->kind) {
+  case MLC_T_ACT: return (char *)m->arena + t->offset;
+  case MLC_T_WEIGHT:
+  case MLC_T_CONST: return (void *)t->data;
+  case MLC_T_INPUT: return m->in[t->input];
+  case MLC_T_KV: return m->kv + m->kv_layer_elems * (size_t)t->layer;
+  case MLC_T_VIEW:
+    return (char *)tensor_ptr(m, t->view_src, n, mm) + mlc_sym_eval(t->view_off, n, mm) * (int64_t)mlc_dtype_size(t->dtype);
+  }
+  return NULL;
+}
+
+/* One step of n <= max_n tokens of one sequence; the logits of the last mm rows land in the
+ * logits tensor. */
+static mlc_status step(mlc_seq *s, const int32_t *ids, int n, int mm) {
+  mlc_model *m = s->m;
+  int need = (s->len + n + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
+  int32_t *row = m->in[MLC_IN_PAGES] + (size_t)s->slot * m->max_pages;
+  if (need > m->max_pages)
+    return mlc_err(MLC_ERR_LIMIT, "sequence of %d tokens exceeds the context window of %d tokens", s->len + n,
+                   m->max_seq_len);
+  if (need - s->npages > m->n_free)
+    return mlc_err(MLC_ERR_LIMIT, "KV cache full: %d more pages needed, %d free", need - s->npages, m->n_free);
+  while (s->npages < need)
+    row[s->npages++] = m->free_pages[--m->n_free];
+  for (int i = 0; i < n; i++) {
+    m->in[MLC_IN_IDS][i] = ids[i];
+    m->in[MLC_IN_POS][i] = s->len + i;
+    m->in[MLC_IN_SEQ][i] = s->slot;
+  }
+  void *bufs[KIR_MAX_BUFS];
+  for (int li = 0; li < m->nlaunch; li++) {
+    mlc_launch *L = &m->launch[li];
+    for (int b = 0; b < L->nbuf; b++)
+      bufs[b] = tensor_ptr(m, L->buf[b], n, mm);
+    for (int j = 0; j < 4; j++)
+      L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], n, mm);
+    mlc_pool_run(m->pool, L->fn, bufs, L->ip, L->fp, mlc_sym_eval(L->grid, n, mm));
+  }
+  s->len += n;
+  return MLC_OK;
+}
+
+mlc_status mlc_seq_forward(mlc_seq *s, const int32_t *ids, int n, float *logits, int n_logits) {
+  mlc_model *m = s->m;
+  if (n <= 0)
+    return mlc_err(MLC_ERR_INVALID_ARG, "no tokens to process");
+  if (logits && (n_logits < 1 || n_logits > n))
+    return mlc_err(MLC_ERR_INVALID_ARG, "n_logits %d must be in 1..%d", n_logits, n);
+  for (int i = 0; i < n; i++)
+    if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+      return mlc_err(MLC_ERR_INVALID_ARG, "token id %d at position %d is outside the vocabulary (0..%d)", ids[i], i,
+                     m->cfg.vocab_size - 1);
+  if (s->len + n > m->max_seq_len)
+    return mlc_err(MLC_ERR_LIMIT, "%d tokens exceed the context window of %d (already %d in the sequence)", n,
+                   m->max_seq_len, s->len);
+  int V = m->cfg.vocab_size, want_from = logits ? n - n_logits : n;
+  const mlc_tensor *lt = &m->g.t[mlc_g_root(&m->g, m->g.logits)];
+  for (int c0 = 0; c0 < n; c0 += m->max_n) {
+    int cn = n - c0 < m->max_n ? n - c0 : m->max_n;
+    int mm = 0;
+    if (c0 + cn > want_from)
+      mm = c0 + cn - (want_from > c0 ? want_from : c0);
+    MLC_TRY(step(s, ids + c0, cn, mm));
+    if (mm > 0) {
+      int first = (c0 + cn - mm) - want_from; /* row in caller's output */
+      memcpy(logits + (size_t)first * V, (char *)m->arena + lt->offset, sizeof(float) * (size_t)mm * V);
+    }
+  }
+  return MLC_OK;
+}

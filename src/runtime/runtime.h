@@ -1,0 +1,64 @@
+/* runtime.h: internals of a loaded model shared by the runtime, the engine and the tests. */
+#ifndef MLC_RUNTIME_H
+#define MLC_RUNTIME_H
+
+#include "backend/cpu/cpu.h"
+#include "compiler/graph.h"
+#include "kernel/lower.h"
+#include "model/arch.h"
+
+typedef struct mlc_launch {
+  int op;                  /* index in the graph */
+  mlc_kdesc d;
+  mlc_kfn fn;
+  int nbuf;
+  int buf[KIR_MAX_BUFS];   /* tensor bound to each buffer */
+  int64_t ip[MLC_KIP];     /* sizes; dynamic slots filled per step */
+  mlc_sym dyn[4];
+  float fp[MLC_KFP];
+  mlc_sym grid;
+  char name[96];
+} mlc_launch;
+
+struct mlc_model {
+  mlc_model_options opt;
+  mlc_model_config cfg;
+  char *dir;
+  mlc_st_set *st;
+  mlc_owned owned;
+  mlc_graph g;
+  mlc_pass_stats passes;
+  mlc_launch *launch;
+  int nlaunch;
+  mlc_cpu_lib *lib;
+  mlc_pool *pool;
+  void *arena;               /* activations, g.arena_size bytes */
+  float *kv;                 /* [layers, pages, 2, Hkv, 16, D] */
+  size_t kv_layer_elems;
+  int n_pages, max_pages;    /* pool size; page-table row length */
+  int max_seqs;
+  int32_t *in[MLC_IN_COUNT]; /* ids, pos, seq [max_n]; pages [max_seqs, max_pages] */
+  int *free_pages;
+  int n_free;
+  bool *slot_used;
+  int max_n, max_seq_len;
+  char *describe;
+  double compile_s;
+};
+
+struct mlc_seq {
+  mlc_model *m;
+  int slot;
+  int len;
+  int npages;
+};
+
+/* Builds the graph of a loaded config + weights (no kernels yet). For tests of passes. */
+mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes);
+/* Renders every distinct kernel of the model in a language (C or GLSL). For GLSL one shader per
+ * kernel, separated by a line "// ---- NAME". */
+mlc_status mlc_model_render(const mlc_model *m, kir_lang lang, bool generic, mlc_buf *out);
+/* Fills a launch record for op `op` of the graph (descriptor, buffers, params, grid). */
+void mlc_launch_fill(const mlc_model *m, int op, mlc_launch *L);
+
+#endif
