@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "base/base.h"
 #include "tokenizer/tokenizer.h"
@@ -100,10 +102,15 @@ static void check_stream(const mlc_tokenizer *t, const char *name, const int32_t
   free(full);
 }
 
-static void test_reference(const char *root, const char *name) {
+/* name: the fixture (tests/fixtures/tok/NAME.json); tokdir: the tokenizer to load (NULL: the
+ * fixture's own tests/fixtures/tokenizers/NAME). */
+static void test_reference_at(const char *root, const char *name, const char *tokdir_in) {
   char path[1024], tokdir[1024];
   snprintf(path, sizeof path, "%s/tests/fixtures/tok/%s.json", root, name);
-  snprintf(tokdir, sizeof tokdir, "%s/tests/fixtures/tokenizers/%s", root, name);
+  if (tokdir_in)
+    snprintf(tokdir, sizeof tokdir, "%s", tokdir_in);
+  else
+    snprintf(tokdir, sizeof tokdir, "%s/tests/fixtures/tokenizers/%s", root, name);
   char *text;
   size_t len;
   if (mlc_read_file(path, &text, &len) != MLC_OK) {
@@ -198,10 +205,13 @@ static void test_reference(const char *root, const char *name) {
     check_stream(t, name, seq, 3, false);
     check_stream(t, name, seq, 2, false);
   }
-  fprintf(stderr, "%s: %d passed, %d failed (load %.2fs)\n", name, g_pass - pass0, g_fail - fail0, t1 - t0);
+  fprintf(stderr, "%s%s: %d passed, %d failed (load %.2fs)\n", name, tokdir_in ? " (as tokenizer.model)" : "",
+          g_pass - pass0, g_fail - fail0, t1 - t0);
   mlc_tok_free(t);
   cJSON_Delete(j);
 }
+
+static void test_reference(const char *root, const char *name) { test_reference_at(root, name, NULL); }
 
 /* ---- malformed input ---- */
 static void expect_error(const char *json, mlc_status want, const char *needle) {
@@ -444,6 +454,210 @@ static void test_api(const char *root) {
   }
 }
 
+/* ---- SentencePiece tokenizer.model ---- */
+typedef struct { unsigned char *d; size_t n, cap; } pbw;
+
+static void pb_bytes(pbw *w, const void *p, size_t n) {
+  if (w->n + n > w->cap) {
+    w->cap = (w->n + n) * 2 + 64;
+    w->d = realloc(w->d, w->cap);
+  }
+  memcpy(w->d + w->n, p, n);
+  w->n += n;
+}
+static void pb_varint(pbw *w, uint64_t v) {
+  unsigned char b[10];
+  int k = 0;
+  do {
+    b[k] = (unsigned char)(v & 0x7f);
+    v >>= 7;
+    if (v) b[k] |= 0x80;
+    k++;
+  } while (v);
+  pb_bytes(w, b, (size_t)k);
+}
+static void pb_int(pbw *w, unsigned f, int64_t v) { /* int32 fields: negatives are 10-byte varints */
+  pb_varint(w, (uint64_t)f << 3);
+  pb_varint(w, (uint64_t)v);
+}
+static void pb_len(pbw *w, unsigned f, const void *p, size_t n) {
+  pb_varint(w, (uint64_t)f << 3 | 2);
+  pb_varint(w, n);
+  pb_bytes(w, p, n);
+}
+static void pb_str(pbw *w, unsigned f, const char *s) { pb_len(w, f, s, strlen(s)); }
+/* One SentencePiece message (field 1 of ModelProto). */
+static void pb_piece(pbw *w, const char *piece, float score, int type) {
+  pbw m = {0};
+  pb_str(&m, 1, piece);
+  uint32_t bits;
+  memcpy(&bits, &score, 4);
+  pb_varint(&m, 2 << 3 | 5);
+  unsigned char b[4] = {(unsigned char)bits, (unsigned char)(bits >> 8), (unsigned char)(bits >> 16),
+                        (unsigned char)(bits >> 24)};
+  pb_bytes(&m, b, 4);
+  if (type != 1) pb_int(&m, 3, type);
+  pb_len(w, 1, m.d, m.n);
+  free(m.d);
+}
+/* trainer_spec + normalizer_spec */
+static void pb_specs(pbw *w, int model_type, bool byte_fallback, int dummy, int extra_ws) {
+  pbw t = {0}, n = {0};
+  pb_int(&t, 3, model_type);
+  pb_int(&t, 35, byte_fallback);
+  pb_int(&t, 40, 0);
+  pb_int(&t, 41, 1);
+  pb_int(&t, 42, 2);
+  pb_int(&t, 43, -1);
+  pb_str(&t, 45, "<unk>");
+  pb_len(w, 2, t.d, t.n);
+  pb_str(&n, 1, "identity");
+  if (dummy >= 0) pb_int(&n, 3, dummy);
+  if (extra_ws >= 0) pb_int(&n, 4, extra_ws);
+  pb_len(w, 3, n.d, n.n);
+  free(t.d);
+  free(n.d);
+}
+
+static mlc_tokenizer *load_pb(const pbw *w, const char *cfg) {
+  mlc_tokenizer *t = NULL;
+  if (mlc_tok_load_spm((const char *)w->d, w->n, cfg, "tokenizer.model", &t) != MLC_OK) {
+    check(false, "tokenizer.model: %s", mlc_last_error());
+    return NULL;
+  }
+  return t;
+}
+
+/* Llama 2's tokenizer as the tokenizer.model it came from: pieces and types from its
+ * tokenizer.json, scores from the order of its merges (the converter sorts merges by score), so
+ * the conversion must give back the same ids on the Llama 2 reference texts. */
+static void test_spm_llama2(const char *root) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/fixtures/tokenizers/llama2/tokenizer.json.gz", root);
+  gzFile gz = gzopen(path, "rb");
+  if (!gz) {
+    check(false, "open %s", path);
+    return;
+  }
+  size_t n = 0, cap = 1 << 20;
+  char *text = malloc(cap);
+  int r;
+  while ((r = gzread(gz, text + n, (unsigned)(cap - n - 1))) > 0) {
+    n += (size_t)r;
+    if (cap - n < 2) text = realloc(text, cap *= 2);
+  }
+  gzclose(gz);
+  text[n] = 0;
+  cJSON *j = cJSON_Parse(text);
+  free(text);
+  const cJSON *model = cJSON_GetObjectItem(j, "model"), *vocab = cJSON_GetObjectItem(model, "vocab"),
+              *merges = cJSON_GetObjectItem(model, "merges");
+  int nv = cJSON_GetArraySize(vocab);
+  const char **piece = calloc((size_t)nv, sizeof *piece);
+  float *score = malloc((size_t)nv * sizeof *score);
+  for (int i = 0; i < nv; i++) score[i] = i < 259 ? 0.0f : -1e9f;
+  for (const cJSON *e = vocab->child; e; e = e->next) piece[(int)e->valuedouble] = e->string;
+  snprintf(path, sizeof path, "%s/tests/fixtures/tokenizers/llama2", root);
+  mlc_tokenizer *ref = NULL;
+  check(mlc_tok_load(path, &ref) == MLC_OK, "llama2 load");
+  int rank = 0;
+  for (const cJSON *e = merges->child; e; e = e->next, rank++) {
+    char buf[256];
+    const char *sp = strchr(e->valuestring, ' ');
+    snprintf(buf, sizeof buf, "%.*s%s", (int)(sp - e->valuestring), e->valuestring, sp + 1);
+    int id = ref ? mlc_tok_token_to_id(ref, buf) : -1;
+    if (id >= 3 && id < nv && score[id] == -1e9f) score[id] = (float)-rank;
+  }
+  pbw w = {0};
+  for (int i = 0; i < nv; i++) pb_piece(&w, piece[i], score[i], i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1);
+  pb_specs(&w, 2, true, 1, 0);
+  char dir[] = "/tmp/mlc_spm_XXXXXX";
+  if (!mkdtemp(dir)) {
+    check(false, "mkdtemp");
+  } else {
+    char file[1100];
+    snprintf(file, sizeof file, "%s/tokenizer.model", dir);
+    FILE *f = fopen(file, "wb");
+    fwrite(w.d, 1, w.n, f);
+    fclose(f);
+    test_reference_at(root, "llama2", dir); /* mlc_tok_load(dir) finds tokenizer.model */
+    remove(file);
+    rmdir(dir);
+  }
+  free(w.d);
+  free(piece);
+  free(score);
+  mlc_tok_free(ref);
+  cJSON_Delete(j);
+}
+
+static void test_spm_small(void) {
+  /* BPE with byte fallback, Llama 2's normalizer flags (dummy prefix, spaces kept). ids 3..258
+   * are <0x00>..<0xFF>. Scores give the merge order: ▁a, ab, ▁ab (= ▁a+b or ▁+ab), bc, abc. */
+  pbw w = {0};
+  pb_piece(&w, "<unk>", 0, 2);
+  pb_piece(&w, "<s>", 0, 3);
+  pb_piece(&w, "</s>", 0, 3);
+  for (int b = 0; b < 256; b++) {
+    char tmp[8];
+    snprintf(tmp, sizeof tmp, "<0x%02X>", b);
+    pb_piece(&w, tmp, 0, 6);
+  }
+  const char *bp[] = {"\xE2\x96\x81" "a", "ab", "\xE2\x96\x81" "ab", "bc", "abc", "\xE2\x96\x81", "a", "b", "c"};
+  for (int i = 0; i < 9; i++) pb_piece(&w, bp[i], (float)-(i + 1), 1); /* ids 259..267 */
+  pb_specs(&w, 2, true, -1, 0);
+  mlc_tokenizer *t = load_pb(&w, NULL);
+  /* "ab abc" -> ▁ a b ▁ a b c; ▁a twice (best score), then ▁a+b twice; ▁ab+c is no piece. */
+  expect_ids(t, "spm bpe", "ab abc", false, IDS(261, 261, 267));
+  expect_ids(t, "spm bpe", "ab abc", true, IDS(1, 261, 261, 267));
+  expect_ids(t, "spm bpe bc", "bc", false, IDS(264, 262));             /* ▁ b c: only b+c merges */
+  expect_ids(t, "spm bpe fallback", "x\xC3\xA9", false, IDS(264, 123, 198, 172)); /* x, é as bytes */
+  expect_ids(t, "spm bpe two spaces", "a  b", false, IDS(259, 264, 264, 266));      /* ▁a ▁ ▁ b */
+  expect_ids(t, "spm bpe control", "<s>a", false, IDS(1, 259));                    /* HF: a special token */
+  expect_ids(t, "spm bpe empty", "", false, NULL, 0);
+  expect_dec(t, "spm bpe", IDS(264, 123, 198, 172), false, "x\xC3\xA9");
+  expect_dec(t, "spm bpe", IDS(1, 261, 261, 267), true, "ab abc");
+  check(t && mlc_tok_bos_id(t) == 1 && mlc_tok_eos_id(t) == 2, "spm bpe bos/eos ids");
+  mlc_tok_free(t);
+  t = load_pb(&w, "{\"add_bos_token\": false, \"add_eos_token\": true}");
+  expect_ids(t, "spm bpe config", "ab", true, IDS(261, 2));
+  mlc_tok_free(t);
+  free(w.d);
+
+  /* Unigram, remove_extra_whitespaces (the default), no byte fallback. Best paths by hand:
+   * ▁ab -3.5 beats ▁+ab -4.5, ▁a+b -5.2; unknown x costs min score - 10 = -14. */
+  memset(&w, 0, sizeof w);
+  pb_piece(&w, "<unk>", 0, 2);
+  pb_piece(&w, "<s>", 0, 3);
+  pb_piece(&w, "</s>", 0, 3);
+  const char *up[] = {"\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "ab", "ab", "\xE2\x96\x81" "a", "c"};
+  const float us[] = {-2, -3, -3, -3.5f, -2.5f, -2.2f, -4};
+  for (int i = 0; i < 7; i++) pb_piece(&w, up[i], us[i], 1); /* ids 3..9 */
+  pb_piece(&w, "<sep>", 0, 4);                             /* 10: user defined */
+  pb_specs(&w, 1, false, -1, -1);
+  t = load_pb(&w, NULL);
+  expect_ids(t, "spm unigram", "ab", false, IDS(6));
+  expect_ids(t, "spm unigram", "ab", true, IDS(6)); /* no BOS for unigram models by default */
+  expect_ids(t, "spm unigram spaces", "  ab   a ", false, IDS(6, 8));       /* "▁ab▁a" */
+  expect_ids(t, "spm unigram unk", "abc x", false, IDS(6, 9, 3, 0));        /* ▁ab c ▁ <unk> */
+  expect_ids(t, "spm unigram user defined", "a<sep>b", false, IDS(8, 10, 3, 5));
+  expect_ids(t, "spm unigram only spaces", "   ", false, NULL, 0);
+  expect_dec(t, "spm unigram", IDS(6, 9, 3, 0), false, "abc <unk>");
+  mlc_tok_free(t);
+
+  /* malformed: truncated, and an unsupported model type */
+  mlc_tokenizer *bad = NULL;
+  mlc_status st = mlc_tok_load_spm((const char *)w.d, w.n - 3, NULL, "dir/tokenizer.model", &bad);
+  check(st == MLC_ERR_FORMAT && strstr(mlc_last_error(), "tokenizer.model"), "spm truncated: %s", mlc_last_error());
+  pbw w2 = {0};
+  pb_piece(&w2, "<unk>", 0, 2);
+  pb_specs(&w2, 3, false, -1, -1);
+  st = mlc_tok_load_spm((const char *)w2.d, w2.n, NULL, "tokenizer.model", &bad);
+  check(st == MLC_ERR_UNSUPPORTED && strstr(mlc_last_error(), "model_type"), "spm WORD model: %s", mlc_last_error());
+  free(w2.d);
+  free(w.d);
+}
+
 int main(int argc, char **argv) {
   const char *root = argc > 1 ? argv[1] : ".";
   const char *names[] = {"llama2", "llama3", "qwen3", "gemma3"};
@@ -452,6 +666,8 @@ int main(int argc, char **argv) {
   test_malformed(root);
   test_handwritten();
   test_api(root);
+  test_spm_small();
+  test_spm_llama2(root);
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

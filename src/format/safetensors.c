@@ -655,8 +655,17 @@ mlc_status mlc_st_get(const mlc_st_set *s, const char *name, int ndim, const int
     return mlc_err(MLC_ERR_INVALID_ARG, "mlc_st_get: no tensor set or name given");
   const mlc_st_tensor *t = mlc_st_find(s, name);
   if (!t)
-    return mlc_err(MLC_ERR_FORMAT, "%s: tensor '%s' not found (%d tensors present)", s->where,
-                   name, s->n);
+  {
+    /* name the file(s) searched: the one file, or the shards of the index */
+    const char *file = s->n > 0 ? mlc_st_at(s, 0)->file : s->where;
+    bool one = true;
+    for (int i = 1; i < s->n && one; i++)
+      one = strcmp(mlc_st_at(s, i)->file, file) == 0;
+    if (one)
+      return mlc_err(MLC_ERR_FORMAT, "%s: tensor '%s' not found (%d tensors present)", file, name, s->n);
+    return mlc_err(MLC_ERR_FORMAT, "%s/model.safetensors.index.json: tensor '%s' not found in any shard (%d tensors present)",
+                   s->where, name, s->n);
+  }
   if (shape) {
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++)

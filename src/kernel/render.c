@@ -32,11 +32,14 @@ static const char *C_PRELUDE =
     "#include <math.h>\n"
     "#define MLC_IMAX(a, b) ((a) > (b) ? (a) : (b))\n"
     "#define MLC_IMIN(a, b) ((a) < (b) ? (a) : (b))\n"
+    "/* branchless, so loops over f16 weights vectorise: normals and subnormals by one exact scale,\n"
+    "   inf/nan by forcing the exponent */\n"
     "static inline float mlc_h2f(uint16_t h) {\n"
-    "  uint32_t s = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;\n"
-    "  if (e == 0) { float f = (float)m * 5.9604644775390625e-08f; return s ? -f : f; }\n"
-    "  u = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112u) << 23) | (m << 13));\n"
-    "  float f; memcpy(&f, &u, 4); return f;\n"
+    "  uint32_t o = (uint32_t)(h & 0x7fffu) << 13, u;\n"
+    "  float f; memcpy(&f, &o, 4); f *= 0x1p112f; memcpy(&u, &f, 4);\n"
+    "  u |= ((h & 0x7c00u) == 0x7c00u) ? 0x7f800000u : 0u;\n"
+    "  u |= (uint32_t)(h & 0x8000u) << 16;\n"
+    "  memcpy(&f, &u, 4); return f;\n"
     "}\n"
     "static inline float mlc_bf2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }\n";
 
@@ -49,6 +52,15 @@ typedef struct rctx {
   mlc_buf *out;
   int indent;
 } rctx;
+
+/* GLSL reserves words like `out`: buffers are prefixed there. */
+static const char *bname(const rctx *r, const kir_buf *b) {
+  static _Thread_local char nm[40];
+  if (r->lang == KIR_LANG_C)
+    return b->name;
+  snprintf(nm, sizeof nm, "b_%s", b->name);
+  return nm;
+}
 
 static void ind(rctx *r) {
   for (int i = 0; i < r->indent; i++)
@@ -92,7 +104,7 @@ static void load(rctx *r, const kir_node *n) {
       mlc_buf_printf(o, "(%s)(", r->L->t_i64);
     else
       mlc_buf_puts(o, "(");
-    mlc_buf_printf(o, "%s[", b->name);
+    mlc_buf_printf(o, "%s[", bname(r, b));
     expr(r, n->src[0]);
     mlc_buf_puts(o, "])");
     return;
@@ -100,21 +112,21 @@ static void load(rctx *r, const kir_node *n) {
   /* GLSL: 16-bit types are stored packed in uint words */
   switch (b->dtype) {
   case MLC_F16:
-    mlc_buf_printf(o, "unpackHalf2x16(%s[(", b->name);
+    mlc_buf_printf(o, "unpackHalf2x16(%s[(", bname(r, b));
     expr(r, n->src[0]);
     mlc_buf_puts(o, ") >> 1])[(");
     expr(r, n->src[0]);
     mlc_buf_puts(o, ") & 1]");
     break;
   case MLC_BF16:
-    mlc_buf_printf(o, "uintBitsToFloat(((%s[(", b->name);
+    mlc_buf_printf(o, "uintBitsToFloat(((%s[(", bname(r, b));
     expr(r, n->src[0]);
     mlc_buf_puts(o, ") >> 1] >> (((");
     expr(r, n->src[0]);
     mlc_buf_puts(o, ") & 1) * 16)) & 0xffffu) << 16)");
     break;
   default:
-    mlc_buf_printf(o, "int(%s[", b->name);
+    mlc_buf_printf(o, "int(%s[", bname(r, b));
     expr(r, n->src[0]);
     mlc_buf_puts(o, "])");
     break;
@@ -263,7 +275,7 @@ static void stmt(rctx *r, const kir_node *n) {
     const kir_buf *b = &k->bufs[n->a];
     MLC_ASSERT(b->local || b->dtype == MLC_F32 || b->dtype == MLC_I32);
     ind(r);
-    mlc_buf_printf(o, "%s[", b->name);
+    mlc_buf_printf(o, "%s[", bname(r, b));
     expr(r, n->src[0]);
     mlc_buf_puts(o, "] = ");
     if (b->dtype == MLC_I32)
@@ -357,7 +369,7 @@ static void render_glsl(rctx *r) {
       continue;
     const char *et = b->dtype == MLC_F32 ? "float" : (b->dtype == MLC_F16 || b->dtype == MLC_BF16) ? "uint" : "int";
     mlc_buf_printf(o, "layout(std430, binding = %d) %sbuffer Buf%d { %s %s[]; };\n", binding, b->write ? "" : "readonly ",
-                   binding, et, b->name);
+                   binding, et, bname(r, b));
     binding++;
   }
   mlc_buf_printf(o, "layout(std430, binding = %d) readonly buffer IParams { int ip[]; };\n", binding);
@@ -370,7 +382,7 @@ static void render_glsl(rctx *r) {
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
     if (b->local)
-      mlc_buf_printf(o, "  %s %s[%lld];\n", b->dtype == MLC_F32 ? "float" : "int", b->name,
+      mlc_buf_printf(o, "  %s %s[%lld];\n", b->dtype == MLC_F32 ? "float" : "int", bname(r, b),
                      (long long)b->local_len);
   }
   r->indent = 1;

@@ -87,7 +87,7 @@ void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
     d->size[1] = g->t[o->in[0]].cols;
     d->size[2] = o->ia[1] > 0 ? o->ia[1] : 1;
     d->size[3] = o->ia[3];
-    d->size[4] = o->ia[0];
+    d->size[4] = o->ia[0] + o->ia[3]; /* weight rows per expert: F, or 2F for a fused gate_up */
     d->size[5] = stride_of(g, o->in[0]);
     L->dyn[0] = rows;
     L->grid = mlc_sym_c(o->ia[0]);

@@ -173,12 +173,13 @@ static mlc_status cfg_token(const mlc_tok_ctx *c, const cJSON *cfg, const char *
     MLC_TRY(mlc_tok_json_str(c, v, key, "content", true, &s));
   else
     return mlc_err(MLC_ERR_FORMAT, "%s: %s: expected a string or {\"content\": ...}", c->file, key);
+  free(*out);
   *out = mlc_strdup(s);
   return *out ? MLC_OK : MLC_ERR_NOMEM;
 }
 
 static mlc_status load_config(mlc_tokenizer *t, const char *cfg_text, const char *file) {
-  cJSON *cfg;
+  cJSON *cfg = NULL;
   MLC_TRY(json_parse(cfg_text, strlen(cfg_text), file, &cfg));
   mlc_tok_ctx c = {file};
   mlc_status st = MLC_OK;
@@ -242,8 +243,22 @@ mlc_status mlc_tok_load_json(const char *json, size_t len, const char *config_js
   *out = NULL;
   const char *base = strrchr(name, '/');
   base = base ? base + 1 : name;
-  cJSON *j;
+  cJSON *j = NULL;
   MLC_TRY(json_parse(json, len, base, &j));
+  return mlc_tok_load_tree(j, config_json, name, NULL, out);
+}
+
+static mlc_status dup_default(const char *s, char **out) {
+  if (!s)
+    return MLC_OK;
+  return (*out = mlc_strdup(s)) ? MLC_OK : MLC_ERR_NOMEM;
+}
+
+mlc_status mlc_tok_load_tree(cJSON *j, const char *config_json, const char *name, const mlc_tok_defaults *d,
+                             mlc_tokenizer **out) {
+  *out = NULL;
+  const char *base = strrchr(name, '/');
+  base = base ? base + 1 : name;
   mlc_tokenizer *t = mlc_calloc(1, sizeof *t);
   if (!t) {
     cJSON_Delete(j);
@@ -255,6 +270,13 @@ mlc_status mlc_tok_load_json(const char *json, size_t len, const char *config_js
   mlc_status st = MLC_OK;
   if (!(t->name = mlc_strdup(name)))
     st = MLC_ERR_NOMEM;
+  if (st == MLC_OK && d) {
+    t->cfg_add_bos = d->add_bos;
+    t->cfg_add_eos = d->add_eos;
+    if ((st = dup_default(d->bos, &t->bos_tok)) == MLC_OK && (st = dup_default(d->eos, &t->eos_tok)) == MLC_OK &&
+        (st = dup_default(d->pad, &t->pad_tok)) == MLC_OK)
+      st = dup_default(d->unk, &t->unk_tok);
+  }
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
   if (st == MLC_OK && !model)
     st = mlc_err(MLC_ERR_FORMAT, "%s: model: missing", base);
@@ -303,9 +325,14 @@ mlc_status mlc_tok_load(const char *path, mlc_tokenizer **out) {
       free(file);
       file = mlc_path_join(path, "tokenizer.json.gz");
       if (file && !mlc_file_exists(file)) {
-        mlc_status st = mlc_err(MLC_ERR_IO, "%s: no tokenizer.json or tokenizer.json.gz in this directory", path);
         free(file);
-        return st;
+        file = mlc_path_join(path, "tokenizer.model");
+        if (file && !mlc_file_exists(file)) {
+          mlc_status st = mlc_err(MLC_ERR_IO, "%s: no tokenizer.json, tokenizer.json.gz or tokenizer.model in this directory",
+                                  path);
+          free(file);
+          return st;
+        }
       }
     }
     cfg = mlc_path_join(path, "tokenizer_config.json");
@@ -322,7 +349,11 @@ mlc_status mlc_tok_load(const char *path, mlc_tokenizer **out) {
   if (st == MLC_OK && cfg && mlc_file_exists(cfg))
     st = read_maybe_gz(cfg, &cfg_text, &cfg_len);
   if (st == MLC_OK) {
-    st = mlc_tok_load_json(text, len, cfg_text, file, out);
+    size_t fl = strlen(file);
+    if (fl >= 6 && !strcmp(file + fl - 6, ".model"))
+      st = mlc_tok_load_spm(text, len, cfg_text, file, out);
+    else
+      st = mlc_tok_load_json(text, len, cfg_text, file, out);
   }
   free(text);
   free(cfg_text);

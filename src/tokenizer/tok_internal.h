@@ -12,15 +12,18 @@
 typedef struct cJSON cJSON;
 
 /* ---- hash maps ---- */
-typedef struct { const char *k; uint32_t len; int32_t v; } mlc_tok_smslot;
+/* h == 0: empty; keys of up to 12 bytes are also copied into inl (no pointer chase on lookup) */
+typedef struct { const char *k; uint32_t len; int32_t v; uint32_t h; char inl[12]; } mlc_tok_smslot;
 typedef struct { mlc_tok_smslot *s; uint32_t cap, n; } mlc_tok_strmap; /* keys borrowed */
 mlc_status mlc_tok_strmap_put(mlc_tok_strmap *m, const char *k, size_t len, int32_t v);
+mlc_status mlc_tok_strmap_reserve(mlc_tok_strmap *m, size_t n); /* room for n keys without rehashing */
 int32_t mlc_tok_strmap_get(const mlc_tok_strmap *m, const char *k, size_t len);
 void mlc_tok_strmap_free(mlc_tok_strmap *m);
 
 typedef struct { uint64_t k; int32_t a, b; } mlc_tok_pmslot; /* k == UINT64_MAX: empty */
 typedef struct { mlc_tok_pmslot *s; uint32_t cap, n; } mlc_tok_pairmap;
 mlc_status mlc_tok_pairmap_put(mlc_tok_pairmap *m, uint64_t k, int32_t a, int32_t b);
+mlc_status mlc_tok_pairmap_reserve(mlc_tok_pairmap *m, size_t n);
 const mlc_tok_pmslot *mlc_tok_pairmap_get(const mlc_tok_pairmap *m, uint64_t k);
 void mlc_tok_pairmap_free(mlc_tok_pairmap *m);
 
@@ -120,7 +123,8 @@ typedef struct {
   bool special, lstrip, rstrip, single_word, normalized;
 } mlc_tok_added;
 
-typedef struct { mlc_tok_pairmap edges; int32_t *term; int nnodes, cap; } mlc_tok_trie; /* byte trie; node 0 = root */
+/* byte trie; node 0 = root; root1[c] = 1 + the root's child for byte c (0: none) */
+typedef struct { mlc_tok_pairmap edges; int32_t *term; int nnodes, cap; int32_t root1[256]; } mlc_tok_trie;
 mlc_status mlc_tok_trie_add(mlc_tok_trie *t, const char *s, size_t len, int32_t val);
 int mlc_tok_trie_child(const mlc_tok_trie *t, int node, unsigned char c); /* -1 if none */
 void mlc_tok_trie_free(mlc_tok_trie *t);
@@ -143,6 +147,12 @@ struct mlc_tokenizer {
   int cfg_add_bos, cfg_add_eos; /* -1 unset, 0, 1 */
   bool cleanup_spaces;
 };
+
+/* Defaults set before tokenizer_config.json is read (which overrides them); add_*: -1 unset, 0, 1. */
+typedef struct { const char *bos, *eos, *pad, *unk; int add_bos, add_eos; } mlc_tok_defaults;
+/* Builds a tokenizer from a parsed tokenizer.json tree (takes ownership of j; d may be NULL). */
+mlc_status mlc_tok_load_tree(cJSON *j, const char *config_json, const char *name, const mlc_tok_defaults *d,
+                             mlc_tokenizer **out);
 
 mlc_status mlc_tok_added_finish(mlc_tokenizer *t); /* builds tries and id table */
 int32_t mlc_tok_lookup(const mlc_tokenizer *t, const char *s, size_t len);

@@ -55,6 +55,8 @@ mlc_status mlc_tok_trie_add(mlc_tok_trie *t, const char *s, size_t len, int32_t 
       ch = t->nnodes++;
       t->term[ch] = -1;
       MLC_TRY(mlc_tok_pairmap_put(&t->edges, ((uint64_t)node << 8) | (unsigned char)s[i], ch, 0));
+      if (node == 0)
+        t->root1[(unsigned char)s[i]] = ch + 1;
     }
     node = ch;
   }
@@ -63,6 +65,8 @@ mlc_status mlc_tok_trie_add(mlc_tok_trie *t, const char *s, size_t len, int32_t 
 }
 
 int mlc_tok_trie_child(const mlc_tok_trie *t, int node, unsigned char c) {
+  if (node == 0)
+    return t->root1[c] - 1;
   const mlc_tok_pmslot *e = mlc_tok_pairmap_get(&t->edges, ((uint64_t)node << 8) | c);
   return e ? e->a : -1;
 }
@@ -104,7 +108,8 @@ static mlc_status parse_vocab_obj(const mlc_tok_ctx *c, mlc_tok_model *m, const 
   if (!cJSON_IsObject(v))
     return mlc_err(MLC_ERR_FORMAT, "%s: model.vocab: expected an object of token: id", c->file);
   long maxid = -1;
-  for (const cJSON *e = v->child; e; e = e->next) {
+  size_t count = 0;
+  for (const cJSON *e = v->child; e; e = e->next, count++) {
     if (!cJSON_IsNumber(e) || e->valuedouble != (double)(long)e->valuedouble || e->valuedouble < 0 ||
         e->valuedouble > 100000000)
       return mlc_err(MLC_ERR_FORMAT, "%s: model.vocab[\"%.200s\"]: expected a non-negative integer id", c->file,
@@ -112,6 +117,7 @@ static mlc_status parse_vocab_obj(const mlc_tok_ctx *c, mlc_tok_model *m, const 
     if ((long)e->valuedouble > maxid)
       maxid = (long)e->valuedouble;
   }
+  MLC_TRY(mlc_tok_strmap_reserve(&m->vocab, count));
   m->size = (int)(maxid + 1);
   m->id_tok = mlc_calloc((size_t)m->size + 1, sizeof *m->id_tok);
   if (!m->id_tok)
@@ -173,6 +179,7 @@ static mlc_status parse_bpe(const mlc_tok_ctx *c, mlc_tok_model *m, const cJSON 
     return MLC_OK;
   if (!cJSON_IsArray(merges))
     return mlc_err(MLC_ERR_FORMAT, "%s: model.merges: expected an array", c->file);
+  MLC_TRY(mlc_tok_pairmap_reserve(&m->merges, (size_t)cJSON_GetArraySize(merges)));
   int rank = 0;
   mlc_buf cat = {0};
   for (const cJSON *e = merges->child; e; e = e->next, rank++) {

@@ -10,25 +10,31 @@
 #include "tokenizer/tok_internal.h"
 
 /* ---- string map ---- */
-static uint64_t hash_bytes(const char *k, size_t n) {
+static inline uint32_t hash_bytes(const char *k, size_t n) {
   uint64_t h = 1469598103934665603ull;
   for (size_t i = 0; i < n; i++) {
     h ^= (unsigned char)k[i];
     h *= 1099511628211ull;
   }
-  return h ^ (h >> 29);
+  h ^= h >> 29;
+  return (uint32_t)h | 1u; /* never 0: a stored hash of 0 marks an empty slot */
 }
 
-static mlc_status strmap_grow(mlc_tok_strmap *m) {
-  uint32_t ncap = m->cap ? m->cap * 2 : 64;
+static inline bool slot_eq(const mlc_tok_smslot *e, const char *k, size_t len) {
+  if (e->len != len)
+    return false;
+  return len <= sizeof e->inl ? memcmp(e->inl, k, len) == 0 : memcmp(e->k, k, len) == 0;
+}
+
+static mlc_status strmap_rehash(mlc_tok_strmap *m, uint32_t ncap) {
   mlc_tok_smslot *ns = mlc_calloc(ncap, sizeof *ns);
   if (!ns)
     return MLC_ERR_NOMEM;
   for (uint32_t i = 0; i < m->cap; i++) {
-    if (!m->s[i].k)
+    if (!m->s[i].h)
       continue;
-    uint32_t j = (uint32_t)hash_bytes(m->s[i].k, m->s[i].len) & (ncap - 1);
-    while (ns[j].k)
+    uint32_t j = m->s[i].h & (ncap - 1);
+    while (ns[j].h)
       j = (j + 1) & (ncap - 1);
     ns[j] = m->s[i];
   }
@@ -38,12 +44,19 @@ static mlc_status strmap_grow(mlc_tok_strmap *m) {
   return MLC_OK;
 }
 
+mlc_status mlc_tok_strmap_reserve(mlc_tok_strmap *m, size_t n) {
+  uint32_t cap = 64;
+  while ((size_t)cap < 2 * n)
+    cap *= 2;
+  return cap > m->cap ? strmap_rehash(m, cap) : MLC_OK;
+}
+
 mlc_status mlc_tok_strmap_put(mlc_tok_strmap *m, const char *k, size_t len, int32_t v) {
   if ((m->n + 1) * 4 >= m->cap * 3)
-    MLC_TRY(strmap_grow(m));
-  uint32_t j = (uint32_t)hash_bytes(k, len) & (m->cap - 1);
-  while (m->s[j].k) {
-    if (m->s[j].len == len && memcmp(m->s[j].k, k, len) == 0) {
+    MLC_TRY(strmap_rehash(m, m->cap ? m->cap * 2 : 64));
+  uint32_t h = hash_bytes(k, len), j = h & (m->cap - 1);
+  while (m->s[j].h) {
+    if (m->s[j].h == h && slot_eq(&m->s[j], k, len)) {
       m->s[j].v = v;
       return MLC_OK;
     }
@@ -52,6 +65,9 @@ mlc_status mlc_tok_strmap_put(mlc_tok_strmap *m, const char *k, size_t len, int3
   m->s[j].k = k;
   m->s[j].len = (uint32_t)len;
   m->s[j].v = v;
+  m->s[j].h = h;
+  if (len <= sizeof m->s[j].inl)
+    memcpy(m->s[j].inl, k, len);
   m->n++;
   return MLC_OK;
 }
@@ -59,9 +75,9 @@ mlc_status mlc_tok_strmap_put(mlc_tok_strmap *m, const char *k, size_t len, int3
 int32_t mlc_tok_strmap_get(const mlc_tok_strmap *m, const char *k, size_t len) {
   if (!m->cap)
     return -1;
-  uint32_t j = (uint32_t)hash_bytes(k, len) & (m->cap - 1);
-  while (m->s[j].k) {
-    if (m->s[j].len == len && memcmp(m->s[j].k, k, len) == 0)
+  uint32_t h = hash_bytes(k, len), j = h & (m->cap - 1);
+  while (m->s[j].h) {
+    if (m->s[j].h == h && slot_eq(&m->s[j], k, len))
       return m->s[j].v;
     j = (j + 1) & (m->cap - 1);
   }
@@ -83,8 +99,7 @@ static inline uint32_t hash64(uint64_t k) {
   return (uint32_t)k;
 }
 
-static mlc_status pairmap_grow(mlc_tok_pairmap *m) {
-  uint32_t ncap = m->cap ? m->cap * 2 : 64;
+static mlc_status pairmap_rehash(mlc_tok_pairmap *m, uint32_t ncap) {
   mlc_tok_pmslot *ns = mlc_malloc((size_t)ncap * sizeof *ns);
   if (!ns)
     return MLC_ERR_NOMEM;
@@ -104,9 +119,16 @@ static mlc_status pairmap_grow(mlc_tok_pairmap *m) {
   return MLC_OK;
 }
 
+mlc_status mlc_tok_pairmap_reserve(mlc_tok_pairmap *m, size_t n) {
+  uint32_t cap = 64;
+  while ((size_t)cap < 2 * n)
+    cap *= 2;
+  return cap > m->cap ? pairmap_rehash(m, cap) : MLC_OK;
+}
+
 mlc_status mlc_tok_pairmap_put(mlc_tok_pairmap *m, uint64_t k, int32_t a, int32_t b) {
   if ((m->n + 1) * 4 >= m->cap * 3)
-    MLC_TRY(pairmap_grow(m));
+    MLC_TRY(pairmap_rehash(m, m->cap ? m->cap * 2 : 64));
   uint32_t j = hash64(k) & (m->cap - 1);
   while (m->s[j].k != UINT64_MAX) {
     if (m->s[j].k == k) {

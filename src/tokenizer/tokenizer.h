@@ -11,8 +11,8 @@
 
 typedef struct mlc_tokenizer mlc_tokenizer;
 
-/* path: a tokenizer.json (or .json.gz) file, or a directory holding tokenizer.json(.gz) and
- * optionally tokenizer_config.json (added_tokens_decoder, bos/eos/pad/unk token names,
+/* path: a tokenizer.json (or .json.gz) or SentencePiece *.model file, or a directory holding
+ * tokenizer.json(.gz) (else tokenizer.model) and optionally tokenizer_config.json (added_tokens_decoder, bos/eos/pad/unk token names,
  * add_bos_token/add_eos_token where tokenizer.json's post_processor does not say,
  * clean_up_tokenization_spaces, and chat_template kept as a string). */
 mlc_status mlc_tok_load(const char *path, mlc_tokenizer **out);
@@ -20,6 +20,13 @@ mlc_status mlc_tok_load(const char *path, mlc_tokenizer **out);
  * error messages. */
 mlc_status mlc_tok_load_json(const char *json, size_t len, const char *config_json, const char *name,
                              mlc_tokenizer **out);
+/* Loads a SentencePiece tokenizer.model (protobuf ModelProto bytes; BPE or Unigram). It encodes
+ * like transformers' LlamaTokenizerFast (BPE) / the converted fast tokenizer (Unigram), i.e. like
+ * sentencepiece with the model's normalizer flags, control/unknown pieces as special added
+ * tokens and user-defined pieces as added tokens. add_special adds BOS for BPE models unless
+ * config_json (tokenizer_config.json text, may be NULL) says otherwise. */
+mlc_status mlc_tok_load_spm(const char *data, size_t len, const char *config_json, const char *name,
+                            mlc_tokenizer **out);
 void mlc_tok_free(mlc_tokenizer *t);
 
 int mlc_tok_vocab_size(const mlc_tokenizer *t);           /* including added tokens */
