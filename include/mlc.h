@@ -44,6 +44,8 @@ typedef struct mlc_model_options {
   int max_seq_len;         /* 0: the model's context window (capped by max_position_embeddings) */
   int prefill_chunk;       /* tokens per forward step; 0: 256 */
   int generic_kernels;     /* 1: use only the kernels built into libmlc (no C compiler at run time) */
+  int max_batch;           /* sequences that may exist at once; 0: 4 */
+  int max_total_tokens;    /* KV cache capacity over all sequences, in tokens; 0: max_seq_len */
   int verbose;             /* 1: print compiler passes and kernel decisions to stderr */
 } mlc_model_options;
 
@@ -62,6 +64,33 @@ void mlc_seq_free(mlc_seq *s);
 int mlc_seq_len(const mlc_seq *s);
 /* Drops the KV cache entries from position `len` on. */
 mlc_status mlc_seq_truncate(mlc_seq *s, int len);
+
+/* A new sequence sharing the KV cache of the first `len` tokens of src (no copy: pages are
+ * shared and copied on write). For prefix caching and n > 1 sampling. */
+mlc_status mlc_seq_fork(mlc_seq *src, int len, mlc_seq **out);
+
+/* Tokens one step can process (the prefill chunk); mlc_batch_forward takes at most this many. */
+int mlc_model_step_tokens(const mlc_model *m);
+/* KV cache pages (16 tokens each) in use and in total. */
+void mlc_model_kv_pages(const mlc_model *m, int *used, int *total);
+/* The context window in tokens. */
+int mlc_model_context(const mlc_model *m);
+
+/* One sequence's part of a batched step. */
+typedef struct mlc_batch_item {
+  mlc_seq *seq;
+  const int32_t *ids; /* n new tokens for seq */
+  int n;
+  int n_logits;       /* logits wanted for the last n_logits of them (0..n) */
+  float *logits;      /* [n_logits, vocab] */
+} mlc_batch_item;
+
+/*
+ * One forward step over several sequences at once (continuous batching: some items prefill,
+ * others decode one token). The total of n over items must not exceed mlc_model_step_tokens().
+ * On error nothing is changed (no sequence advances).
+ */
+mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_items);
 
 /*
  * Feeds n token ids to the sequence. If logits != NULL it receives the logits of the last

@@ -39,6 +39,7 @@ typedef enum mlc_input {
   MLC_IN_POS,     /* [n] i32 position of each token in its sequence */
   MLC_IN_SEQ,     /* [n] i32 sequence slot of each token (row of the page table) */
   MLC_IN_PAGES,   /* [n_seq, max_pages] i32 page table */
+  MLC_IN_ROWS,    /* [m] i32 the rows of this step whose logits are wanted */
   MLC_IN_COUNT
 } mlc_input;
 
@@ -85,6 +86,7 @@ typedef enum mlc_opkind {
   MLC_OP_MOE_ROUTE,    /* in: logits [n,E]; out0 weights [n*k,1] f32, out1 expert ids [n*k,1] i32;
                           ia0 E, ia1 k, ia2 renormalise */
   MLC_OP_MOE_COMBINE,  /* in: y [n*k,H], weights [n*k,1]; out [n,H] = sum_k w*y; ia0 k */
+  MLC_OP_GATHER_ROWS,  /* in: x [n,C], rows [m] i32; out [m,C] = x[rows[i], :] */
   MLC_OP_COUNT
 } mlc_opkind;
 

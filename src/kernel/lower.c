@@ -491,6 +491,18 @@ static void rule_moe_combine(lctx *c) {
   kir_finish(k, kir_for(k, i, I(c, 0), H, KIR_LOOP_SERIAL, kir_block_done(k, &ib)));
 }
 
+/* out[i, :] = x[rows[i], :].  grid: m */
+static void rule_gather_rows(lctx *c) {
+  kir_kernel *k = c->k;
+  int out = kir_buf_arg(k, "out", MLC_F32, true);    /* [m, C] */
+  int x = kir_buf_arg(k, "x", MLC_F32, false);       /* [n, stride] */
+  int rows = kir_buf_arg(k, "rows", MLC_I32, false); /* [m] */
+  kir_node *C = SZ(c, 0), *i = kir_grid(k);
+  int j = kir_var(k, "j", KIR_I64);
+  kir_node *src = ADD(MUL(LD(rows, i), SZ(c, 1)), V(j));
+  kir_finish(k, kir_for(k, j, I(c, 0), C, KIR_LOOP_SERIAL, kir_store(k, out, ADD(MUL(i, C), V(j)), LD(x, src))));
+}
+
 void mlc_kdesc_key(const mlc_kdesc *d, char *buf, size_t n) {
   snprintf(buf, n, "%s_%d_%d_%d_%d", mlc_op_name(d->kind), d->var[0], d->var[1], d->var[2], d->var[3]);
 }
@@ -539,6 +551,7 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
   case MLC_OP_ATTENTION: rule_attention(&c); break;
   case MLC_OP_MOE_ROUTE: rule_moe_route(&c); break;
   case MLC_OP_MOE_COMBINE: rule_moe_combine(&c); break;
+  case MLC_OP_GATHER_ROWS: rule_gather_rows(&c); break;
   default: mlc_abort(__FILE__, __LINE__, "no schedule rule for op %d", d->kind);
   }
   return k;

@@ -297,8 +297,11 @@ void mlc_b_head(mlc_builder *b, int norm_w, bool norm_add_one, int lm_head, floa
     return;
   int64_t H = b->cfg->hidden_size;
   b->layer = -1;
-  /* the last m rows of the residual stream: rows [n-m, n) */
-  int last = mlc_g_view(g, b->x, "last_rows", mlc_sym_m(1), H, (mlc_sym){0, H, -H});
+  /* the m rows whose logits are wanted (the last token of each sequence in the step) */
+  int last = mlc_g_act(g, "logit_rows", mlc_sym_m(1), H); /* [m, H] */
+  int gin[2] = {b->x, b->in[MLC_IN_ROWS]};
+  int go = mlc_g_op(g, MLC_OP_GATHER_ROWS, gin, 2, &last, 1);
+  g->ops[go].layer = -1;
   int xn = mlc_b_rmsnorm(b, last, norm_w, H, norm_add_one);
   int logits = mlc_b_linear(b, xn, lm_head, -1, "logits"); /* [m, V] */
   if (softcap > 0)

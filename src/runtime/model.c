@@ -174,6 +174,12 @@ void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
     d->size[1] = o->ia[0];
     L->grid = rows;
     break;
+  case MLC_OP_GATHER_ROWS:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    d->size[0] = out->cols;
+    d->size[1] = stride_of(g, o->in[0]);
+    L->grid = rows;
+    break;
   default:
     mlc_abort(__FILE__, __LINE__, "op %d has no launch rule", o->kind);
   }
@@ -201,9 +207,10 @@ mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes) {
                    c->arch, mlc_arch_list());
   mlc_graph_init(&m->g);
   mlc_builder b = {.g = &m->g, .cfg = c, .st = m->st, .owned = &m->owned, .dir = m->dir, .max_pages = m->max_pages};
-  static const char *in_names[MLC_IN_COUNT] = {"ids", "pos", "seq", "pages"};
+  static const char *in_names[MLC_IN_COUNT] = {"ids", "pos", "seq", "pages", "rows"};
   for (int i = 0; i < MLC_IN_COUNT; i++) {
-    b.in[i] = mlc_g_tensor(&m->g, in_names[i], MLC_T_INPUT, MLC_I32, i == MLC_IN_PAGES ? mlc_sym_c(1) : mlc_sym_n(1), 1);
+    mlc_sym rows = i == MLC_IN_PAGES ? mlc_sym_c(1) : i == MLC_IN_ROWS ? mlc_sym_m(1) : mlc_sym_n(1);
+    b.in[i] = mlc_g_tensor(&m->g, in_names[i], MLC_T_INPUT, MLC_I32, rows, 1);
     m->g.t[b.in[i]].input = i;
   }
   int rot = (int)(c->head_dim * (c->partial_rotary_factor > 0 ? c->partial_rotary_factor : 1.0f));
@@ -315,18 +322,22 @@ static void describe(mlc_model *m) {
 static mlc_status alloc_runtime(mlc_model *m) {
   const mlc_model_config *c = &m->cfg;
   m->arena = aligned_alloc(64, (m->g.arena_size + 63) & ~(size_t)63);
-  m->max_pages = (m->max_seq_len + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
-  m->max_seqs = 4;
-  m->n_pages = m->max_pages;
+  m->max_seqs = m->opt.max_batch > 0 ? m->opt.max_batch : 4;
+  int total = m->opt.max_total_tokens > 0 ? m->opt.max_total_tokens : m->max_seq_len;
+  m->n_pages = (total + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
   m->kv_layer_elems = (size_t)m->n_pages * 2 * c->num_kv_heads * MLC_KV_PAGE * c->head_dim;
   m->kv = calloc(m->kv_layer_elems * (size_t)c->num_layers, sizeof(float));
   m->free_pages = malloc(sizeof(int) * (size_t)m->n_pages);
+  m->page_ref = calloc((size_t)m->n_pages, sizeof(int));
   m->slot_used = calloc((size_t)m->max_seqs, sizeof(bool));
-  for (int i = 0; i < 3; i++)
-    m->in[i] = calloc((size_t)m->max_n, sizeof(int32_t));
+  for (int i = 0; i < MLC_IN_COUNT; i++)
+    if (i != MLC_IN_PAGES)
+      m->in[i] = calloc((size_t)m->max_n, sizeof(int32_t));
   m->in[MLC_IN_PAGES] = calloc((size_t)m->max_seqs * (size_t)m->max_pages, sizeof(int32_t));
-  if (!m->arena || !m->kv || !m->free_pages || !m->slot_used || !m->in[0] || !m->in[1] || !m->in[2] ||
-      !m->in[MLC_IN_PAGES])
+  bool ok = m->arena && m->kv && m->free_pages && m->page_ref && m->slot_used;
+  for (int i = 0; i < MLC_IN_COUNT; i++)
+    ok = ok && m->in[i];
+  if (!ok)
     return mlc_err(MLC_ERR_NOMEM, "out of memory allocating the runtime (arena %zu bytes, KV cache %zu bytes)",
                    m->g.arena_size, m->kv_layer_elems * (size_t)c->num_layers * sizeof(float));
   for (int i = 0; i < m->n_pages; i++)
@@ -403,6 +414,7 @@ void mlc_model_free(mlc_model *m) {
   free(m->arena);
   free(m->kv);
   free(m->free_pages);
+  free(m->page_ref);
   free(m->slot_used);
   for (int i = 0; i < MLC_IN_COUNT; i++)
     free(m->in[i]);
@@ -420,7 +432,14 @@ const char *mlc_model_describe(const mlc_model *m) { return m->describe ? m->des
 
 /* ---- sequences ---- */
 
-mlc_status mlc_seq_new(mlc_model *m, mlc_seq **out) {
+int mlc_model_step_tokens(const mlc_model *m) { return m->max_n; }
+int mlc_model_context(const mlc_model *m) { return m->max_seq_len; }
+void mlc_model_kv_pages(const mlc_model *m, int *used, int *total) {
+  *used = m->n_pages - m->n_free;
+  *total = m->n_pages;
+}
+
+static mlc_status seq_alloc(mlc_model *m, mlc_seq **out) {
   *out = NULL;
   int slot = -1;
   for (int i = 0; i < m->max_seqs; i++)
@@ -429,7 +448,7 @@ mlc_status mlc_seq_new(mlc_model *m, mlc_seq **out) {
       break;
     }
   if (slot < 0)
-    return mlc_err(MLC_ERR_LIMIT, "all %d sequence slots are in use", m->max_seqs);
+    return mlc_err(MLC_ERR_LIMIT, "all %d sequence slots are in use (raise max_batch)", m->max_seqs);
   mlc_seq *s = calloc(1, sizeof *s);
   if (!s)
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
@@ -440,14 +459,41 @@ mlc_status mlc_seq_new(mlc_model *m, mlc_seq **out) {
   return MLC_OK;
 }
 
+mlc_status mlc_seq_new(mlc_model *m, mlc_seq **out) { return seq_alloc(m, out); }
+
+static int32_t *page_row(const mlc_seq *s) { return s->m->in[MLC_IN_PAGES] + (size_t)s->slot * s->m->max_pages; }
+
+static void page_release(mlc_model *m, int p) {
+  if (--m->page_ref[p] == 0)
+    m->free_pages[m->n_free++] = p;
+}
+
+mlc_status mlc_seq_fork(mlc_seq *src, int len, mlc_seq **out) {
+  *out = NULL;
+  if (len < 0 || len > src->len)
+    return mlc_err(MLC_ERR_INVALID_ARG, "cannot fork %d tokens of a sequence of %d", len, src->len);
+  mlc_seq *s;
+  MLC_TRY(seq_alloc(src->m, &s));
+  int np = (len + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
+  const int32_t *from = page_row(src);
+  int32_t *to = page_row(s);
+  for (int i = 0; i < np; i++) {
+    to[i] = from[i];
+    src->m->page_ref[from[i]]++;
+  }
+  s->npages = np;
+  s->len = len;
+  *out = s;
+  return MLC_OK;
+}
+
 mlc_status mlc_seq_truncate(mlc_seq *s, int len) {
   if (len < 0 || len > s->len)
     return mlc_err(MLC_ERR_INVALID_ARG, "cannot truncate a sequence of %d tokens to %d", s->len, len);
-  mlc_model *m = s->m;
   int keep = (len + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
-  int32_t *row = m->in[MLC_IN_PAGES] + (size_t)s->slot * m->max_pages;
+  int32_t *row = page_row(s);
   while (s->npages > keep)
-    m->free_pages[m->n_free++] = row[--s->npages];
+    page_release(s->m, row[--s->npages]);
   s->len = len;
   return MLC_OK;
 }
@@ -476,34 +522,96 @@ static void *tensor_ptr(const mlc_model *m, int ti, int64_t n, int64_t mm) {
   return NULL;
 }
 
-/* One step of n <= max_n tokens of one sequence; the logits of the last mm rows land in the
- * logits tensor. */
-static mlc_status step(mlc_seq *s, const int32_t *ids, int n, int mm) {
+/* Pages a sequence needs to grow by n tokens: new pages, plus one if its partly filled last
+ * page is shared with another sequence (it is copied before being written). */
+static int pages_needed(const mlc_seq *s, int n) {
   mlc_model *m = s->m;
+  int need = (s->len + n + MLC_KV_PAGE - 1) / MLC_KV_PAGE - s->npages;
+  if (s->len % MLC_KV_PAGE && m->page_ref[page_row(s)[s->npages - 1]] > 1)
+    need++;
+  return need;
+}
+
+static void prepare_pages(mlc_seq *s, int n) {
+  mlc_model *m = s->m;
+  int32_t *row = page_row(s);
+  if (s->len % MLC_KV_PAGE && m->page_ref[row[s->npages - 1]] > 1) {
+    /* copy on write: this sequence is about to append into a page it shares */
+    int old = row[s->npages - 1], p = m->free_pages[--m->n_free];
+    size_t per = m->kv_layer_elems / (size_t)m->n_pages;
+    for (int l = 0; l < m->cfg.num_layers; l++)
+      memcpy(m->kv + m->kv_layer_elems * (size_t)l + per * (size_t)p,
+             m->kv + m->kv_layer_elems * (size_t)l + per * (size_t)old, per * sizeof(float));
+    m->page_ref[p] = 1;
+    page_release(m, old);
+    row[s->npages - 1] = p;
+  }
   int need = (s->len + n + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
-  int32_t *row = m->in[MLC_IN_PAGES] + (size_t)s->slot * m->max_pages;
-  if (need > m->max_pages)
-    return mlc_err(MLC_ERR_LIMIT, "sequence of %d tokens exceeds the context window of %d tokens", s->len + n,
-                   m->max_seq_len);
-  if (need - s->npages > m->n_free)
-    return mlc_err(MLC_ERR_LIMIT, "KV cache full: %d more pages needed, %d free", need - s->npages, m->n_free);
-  while (s->npages < need)
-    row[s->npages++] = m->free_pages[--m->n_free];
-  for (int i = 0; i < n; i++) {
-    m->in[MLC_IN_IDS][i] = ids[i];
-    m->in[MLC_IN_POS][i] = s->len + i;
-    m->in[MLC_IN_SEQ][i] = s->slot;
+  while (s->npages < need) {
+    int p = m->free_pages[--m->n_free];
+    m->page_ref[p] = 1;
+    row[s->npages++] = p;
+  }
+}
+
+mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_items) {
+  int total = 0, mm = 0, pages = 0;
+  for (int i = 0; i < n_items; i++) {
+    const mlc_batch_item *it = &items[i];
+    if (!it->seq || it->seq->m != m || it->n <= 0 || it->n_logits < 0 || it->n_logits > it->n ||
+        (it->n_logits && !it->logits))
+      return mlc_err(MLC_ERR_INVALID_ARG, "batch item %d: needs a sequence of this model, n > 0 and 0 <= n_logits <= n", i);
+    for (int j = 0; j < n_items; j++)
+      if (j != i && items[j].seq == it->seq)
+        return mlc_err(MLC_ERR_INVALID_ARG, "batch items %d and %d are the same sequence", i, j);
+    for (int j = 0; j < it->n; j++)
+      if (it->ids[j] < 0 || it->ids[j] >= m->cfg.vocab_size)
+        return mlc_err(MLC_ERR_INVALID_ARG, "token id %d at position %d is outside the vocabulary (0..%d)", it->ids[j], j,
+                       m->cfg.vocab_size - 1);
+    if (it->seq->len + it->n > m->max_seq_len)
+      return mlc_err(MLC_ERR_LIMIT, "%d tokens exceed the context window of %d (already %d in the sequence)", it->n,
+                     m->max_seq_len, it->seq->len);
+    total += it->n;
+    mm += it->n_logits;
+    pages += pages_needed(it->seq, it->n);
+  }
+  if (total == 0)
+    return mlc_err(MLC_ERR_INVALID_ARG, "no tokens to process");
+  if (total > m->max_n)
+    return mlc_err(MLC_ERR_LIMIT, "%d tokens in one step exceed the step size %d", total, m->max_n);
+  if (pages > m->n_free)
+    return mlc_err(MLC_ERR_LIMIT, "KV cache full: %d more pages needed, %d free", pages, m->n_free);
+  int t = 0, r = 0;
+  for (int i = 0; i < n_items; i++) {
+    const mlc_batch_item *it = &items[i];
+    prepare_pages(it->seq, it->n);
+    for (int j = 0; j < it->n; j++, t++) {
+      m->in[MLC_IN_IDS][t] = it->ids[j];
+      m->in[MLC_IN_POS][t] = it->seq->len + j;
+      m->in[MLC_IN_SEQ][t] = it->seq->slot;
+      if (j >= it->n - it->n_logits)
+        m->in[MLC_IN_ROWS][r++] = t;
+    }
   }
   void *bufs[KIR_MAX_BUFS];
   for (int li = 0; li < m->nlaunch; li++) {
     mlc_launch *L = &m->launch[li];
     for (int b = 0; b < L->nbuf; b++)
-      bufs[b] = tensor_ptr(m, L->buf[b], n, mm);
+      bufs[b] = tensor_ptr(m, L->buf[b], total, mm);
     for (int j = 0; j < 4; j++)
-      L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], n, mm);
-    mlc_pool_run(m->pool, L->fn, bufs, L->ip, L->fp, mlc_sym_eval(L->grid, n, mm));
+      L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], total, mm);
+    mlc_pool_run(m->pool, L->fn, bufs, L->ip, L->fp, mlc_sym_eval(L->grid, total, mm));
   }
-  s->len += n;
+  const float *lg = (const float *)((char *)m->arena + m->g.t[mlc_g_root(&m->g, m->g.logits)].offset);
+  size_t V = (size_t)m->cfg.vocab_size;
+  r = 0;
+  for (int i = 0; i < n_items; i++) {
+    const mlc_batch_item *it = &items[i];
+    if (it->n_logits)
+      memcpy(it->logits, lg + (size_t)r * V, sizeof(float) * (size_t)it->n_logits * V);
+    r += it->n_logits;
+    it->seq->len += it->n;
+  }
   return MLC_OK;
 }
 
@@ -513,25 +621,18 @@ mlc_status mlc_seq_forward(mlc_seq *s, const int32_t *ids, int n, float *logits,
     return mlc_err(MLC_ERR_INVALID_ARG, "no tokens to process");
   if (logits && (n_logits < 1 || n_logits > n))
     return mlc_err(MLC_ERR_INVALID_ARG, "n_logits %d must be in 1..%d", n_logits, n);
-  for (int i = 0; i < n; i++)
-    if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-      return mlc_err(MLC_ERR_INVALID_ARG, "token id %d at position %d is outside the vocabulary (0..%d)", ids[i], i,
-                     m->cfg.vocab_size - 1);
   if (s->len + n > m->max_seq_len)
     return mlc_err(MLC_ERR_LIMIT, "%d tokens exceed the context window of %d (already %d in the sequence)", n,
                    m->max_seq_len, s->len);
-  int V = m->cfg.vocab_size, want_from = logits ? n - n_logits : n;
-  const mlc_tensor *lt = &m->g.t[mlc_g_root(&m->g, m->g.logits)];
+  int want_from = logits ? n - n_logits : n;
+  size_t V = (size_t)m->cfg.vocab_size;
   for (int c0 = 0; c0 < n; c0 += m->max_n) {
     int cn = n - c0 < m->max_n ? n - c0 : m->max_n;
-    int mm = 0;
-    if (c0 + cn > want_from)
-      mm = c0 + cn - (want_from > c0 ? want_from : c0);
-    MLC_TRY(step(s, ids + c0, cn, mm));
-    if (mm > 0) {
-      int first = (c0 + cn - mm) - want_from; /* row in caller's output */
-      memcpy(logits + (size_t)first * V, (char *)m->arena + lt->offset, sizeof(float) * (size_t)mm * V);
-    }
+    int lo = want_from > c0 ? want_from : c0;
+    int mm = c0 + cn > lo ? c0 + cn - lo : 0;
+    mlc_batch_item it = {.seq = s, .ids = ids + c0, .n = cn, .n_logits = mm,
+                         .logits = mm ? logits + (size_t)(lo - want_from) * V : NULL};
+    MLC_TRY(mlc_batch_forward(m, &it, 1));
   }
   return MLC_OK;
 }

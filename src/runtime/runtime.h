@@ -40,6 +40,7 @@ struct mlc_model {
   int32_t *in[MLC_IN_COUNT]; /* ids, pos, seq [max_n]; pages [max_seqs, max_pages] */
   int *free_pages;
   int n_free;
+  int *page_ref;             /* [n_pages] sequences holding each page */
   bool *slot_used;
   int max_n, max_seq_len;
   char *describe;
