@@ -9,7 +9,7 @@
 
 static void usage_tokenize(FILE *f) {
   fprintf(f, "usage: mlc tokenize TOKENIZER (--text T | --file F) [--add-special]\n"
-             "  TOKENIZER      a tokenizer.json(.gz) file or a model directory\n"
+             "  TOKENIZER      a tokenizer.json(.gz) or tokenizer.model file, or a model directory\n"
              "  --text T       the text to tokenize\n"
              "  --file F       read the text from file F\n"
              "  --add-special  add the special tokens of the post-processor (BOS/EOS)\n"
@@ -18,7 +18,7 @@ static void usage_tokenize(FILE *f) {
 
 static void usage_detokenize(FILE *f) {
   fprintf(f, "usage: mlc detokenize TOKENIZER --ids 1,2,3\n"
-             "  TOKENIZER  a tokenizer.json(.gz) file or a model directory\n"
+             "  TOKENIZER  a tokenizer.json(.gz) or tokenizer.model file, or a model directory\n"
              "  --ids L    comma-separated token ids\n"
              "prints {\"text\": \"...\"} (special tokens kept)\n");
 }
