@@ -107,7 +107,7 @@ int mlc_cmd_bench(int argc, char **argv) {
     double wb = weight_bytes_per_token(o.model);
     double bw = wb * g.decode_tps / 1e9;
     size_t rss = mlc_peak_rss();
-    int threads = mlc_pool_threads(o.model->pool);
+    int threads = strcmp(o.model->dev->vt->name, "cpu") ? 0 : mlc_cpu_device_threads(o.model->dev);
     if (json)
       printf("{\"model\": \"%s\", \"threads\": %d, \"prompt_len\": %ld, \"gen_len\": %ld, \"prefill_tokens_per_s\": %.3f, "
              "\"decode_tokens_per_s\": %.3f, \"time_to_first_token_s\": %.6f, \"peak_rss_bytes\": %zu, "

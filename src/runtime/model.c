@@ -262,33 +262,58 @@ mlc_status mlc_model_render(const mlc_model *m, kir_lang lang, bool generic, mlc
   return out->oom ? mlc_err(MLC_ERR_NOMEM, "out of memory rendering kernels") : MLC_OK;
 }
 
+/* Lowers every distinct kernel of the launch plan in the device's language and builds them into
+ * one module; each launch gets its kernel's index. Specialised kernels need the device's
+ * compiler; where that fails and the device has built-in generic kernels, those are used. */
 static mlc_status bind_kernels(mlc_model *m) {
-  if (!m->opt.generic_kernels) {
-    mlc_buf src = {0};
-    mlc_status st = mlc_model_render(m, KIR_LANG_C, false, &src);
-    if (st == MLC_OK) {
-      double t0 = mlc_now();
-      st = mlc_cpu_lib_build(src.data, m->opt.verbose, &m->lib);
-      m->compile_s = mlc_now() - t0;
+  int n = 0;
+  const char **names = calloc((size_t)m->nlaunch + 1, sizeof *names);
+  char **srcs = calloc((size_t)m->nlaunch + 1, sizeof *srcs);
+  mlc_status st = names && srcs ? MLC_OK : mlc_err(MLC_ERR_NOMEM, "out of memory");
+  for (int pass = 0; pass < 2 && st == MLC_OK; pass++) {
+    bool generic = m->opt.generic_kernels;
+    n = 0;
+    for (int i = 0; i < m->nlaunch; i++) {
+      mlc_launch *L = &m->launch[i];
+      int k = 0;
+      while (k < n && strcmp(names[k], L->name))
+        k++;
+      L->kidx = k;
+      if (k < n)
+        continue;
+      names[n] = L->name;
+      srcs[n] = NULL;
+      if (!generic || !m->dev->caps.generic_kernels) {
+        mlc_kdesc d = L->d;
+        kir_kernel *kk = mlc_lower(&d, mlc_tunables_for(m->dev->caps.lang));
+        mlc_buf b = {0};
+        kir_render(kk, m->dev->caps.lang, &b);
+        kir_free(kk);
+        srcs[n] = mlc_buf_take(&b);
+      }
+      n++;
     }
-    mlc_buf_free(&src);
-    if (st != MLC_OK) {
-      /* no working compiler: fall back to the kernels built into libmlc */
-      if (m->opt.verbose)
-        fprintf(stderr, "mlc: %s; using the generic kernels\n", mlc_last_error());
-      m->opt.generic_kernels = 1;
-      for (int i = 0; i < m->nlaunch; i++)
-        mlc_launch_fill(m, m->launch[i].op, &m->launch[i]);
+    double t0 = mlc_now();
+    bool use_src = !generic || !m->dev->caps.generic_kernels;
+    st = m->dev->vt->build(m->dev, names, use_src ? (const char *const *)srcs : NULL, n, m->opt.verbose, &m->mod);
+    m->compile_s = mlc_now() - t0;
+    for (int i = 0; i < n; i++) {
+      free(srcs[i]);
+      srcs[i] = NULL;
     }
+    if (st == MLC_OK || generic || !m->dev->caps.generic_kernels)
+      break;
+    /* no working compiler: fall back to the kernels built into the library */
+    if (m->opt.verbose)
+      fprintf(stderr, "mlc: %s; using the generic kernels\n", mlc_last_error());
+    m->opt.generic_kernels = 1;
+    for (int i = 0; i < m->nlaunch; i++)
+      mlc_launch_fill(m, m->launch[i].op, &m->launch[i]);
+    st = MLC_OK;
   }
-  for (int i = 0; i < m->nlaunch; i++) {
-    mlc_launch *L = &m->launch[i];
-    L->fn = m->opt.generic_kernels ? mlc_generic_find(L->name) : mlc_cpu_lib_sym(m->lib, L->name);
-    if (!L->fn)
-      return mlc_err(MLC_ERR_INTERNAL, "kernel %s (op %s) not found in the %s kernels", L->name,
-                     mlc_op_name(m->g.ops[L->op].kind), m->opt.generic_kernels ? "generic" : "compiled");
-  }
-  return MLC_OK;
+  free(names);
+  free(srcs);
+  return st;
 }
 
 /* ---- load ---- */
@@ -321,25 +346,39 @@ static void describe(mlc_model *m) {
 
 static mlc_status alloc_runtime(mlc_model *m) {
   const mlc_model_config *c = &m->cfg;
-  m->arena = aligned_alloc(64, (m->g.arena_size + 63) & ~(size_t)63);
+  mlc_device *d = m->dev;
   m->max_seqs = m->opt.max_batch > 0 ? m->opt.max_batch : 4;
   int total = m->opt.max_total_tokens > 0 ? m->opt.max_total_tokens : m->max_seq_len;
   m->n_pages = (total + MLC_KV_PAGE - 1) / MLC_KV_PAGE;
   m->kv_layer_elems = (size_t)m->n_pages * 2 * c->num_kv_heads * MLC_KV_PAGE * c->head_dim;
-  m->kv = calloc(m->kv_layer_elems * (size_t)c->num_layers, sizeof(float));
   m->free_pages = malloc(sizeof(int) * (size_t)m->n_pages);
   m->page_ref = calloc((size_t)m->n_pages, sizeof(int));
   m->slot_used = calloc((size_t)m->max_seqs, sizeof(bool));
+  m->logits_host = malloc(sizeof(float) * (size_t)m->max_n * (size_t)c->vocab_size);
+  m->tmem = calloc((size_t)m->g.nt, sizeof *m->tmem);
   for (int i = 0; i < MLC_IN_COUNT; i++)
-    if (i != MLC_IN_PAGES)
-      m->in[i] = calloc((size_t)m->max_n, sizeof(int32_t));
-  m->in[MLC_IN_PAGES] = calloc((size_t)m->max_seqs * (size_t)m->max_pages, sizeof(int32_t));
-  bool ok = m->arena && m->kv && m->free_pages && m->page_ref && m->slot_used;
+    m->in[i] = calloc(i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages : (size_t)m->max_n, sizeof(int32_t));
+  bool ok = m->free_pages && m->page_ref && m->slot_used && m->logits_host && m->tmem;
   for (int i = 0; i < MLC_IN_COUNT; i++)
     ok = ok && m->in[i];
   if (!ok)
-    return mlc_err(MLC_ERR_NOMEM, "out of memory allocating the runtime (arena %zu bytes, KV cache %zu bytes)",
-                   m->g.arena_size, m->kv_layer_elems * (size_t)c->num_layers * sizeof(float));
+    return mlc_err(MLC_ERR_NOMEM, "out of memory allocating the runtime");
+  MLC_TRY(d->vt->alloc(d, m->g.arena_size ? m->g.arena_size : 64, &m->arena));
+  mlc_status st = d->vt->alloc(d, m->kv_layer_elems * (size_t)c->num_layers * sizeof(float), &m->kv);
+  if (st != MLC_OK)
+    return mlc_err_context(st, "KV cache of %d pages", m->n_pages);
+  for (int i = 0; i < MLC_IN_COUNT; i++) {
+    size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages : (size_t)m->max_n);
+    MLC_TRY(d->caps.host_memory ? d->vt->from_host(d, m->in[i], bytes, &m->in_mem[i]) : d->vt->alloc(d, bytes, &m->in_mem[i]));
+  }
+  /* weights and constants: once, for the life of the model */
+  for (int i = 0; i < m->g.nt; i++) {
+    const mlc_tensor *t = &m->g.t[i];
+    if (t->kind != MLC_T_WEIGHT && t->kind != MLC_T_CONST)
+      continue;
+    size_t bytes = (size_t)mlc_sym_eval(t->rows, 0, 0) * (size_t)t->cols * mlc_dtype_size(t->dtype);
+    MLC_TRY(d->vt->from_host(d, t->data, bytes, &m->tmem[i]));
+  }
   for (int i = 0; i < m->n_pages; i++)
     m->free_pages[i] = m->n_pages - 1 - i;
   m->n_free = m->n_pages;
@@ -354,9 +393,7 @@ mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_mo
   if (opt)
     m->opt = *opt;
   mlc_status st = MLC_OK;
-  if (m->opt.device && strcmp(m->opt.device, "cpu") != 0)
-    st = mlc_err(MLC_ERR_UNSUPPORTED, "device '%s' is not available in this build (available: cpu)", m->opt.device);
-  if (st == MLC_OK && m->opt.quant && strcmp(m->opt.quant, "q0f32") != 0)
+  if (m->opt.quant && strcmp(m->opt.quant, "q0f32") != 0)
     st = mlc_err(MLC_ERR_UNSUPPORTED, "quantization '%s' is not supported when running a Hugging Face directory (use q0f32)",
                  m->opt.quant);
   if (st == MLC_OK && !mlc_is_dir(path))
@@ -391,12 +428,13 @@ mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_mo
     m->nlaunch = m->g.nops;
     for (int i = 0; i < m->g.nops; i++)
       mlc_launch_fill(m, i, &m->launch[i]);
-    st = bind_kernels(m);
+    mlc_device_opts dopt = {.threads = m->opt.threads};
+    st = mlc_device_open(m->opt.device, &dopt, &m->dev);
   }
   if (st == MLC_OK)
-    st = alloc_runtime(m);
+    st = bind_kernels(m);
   if (st == MLC_OK)
-    st = mlc_pool_new(m->opt.threads, &m->pool);
+    st = alloc_runtime(m);
   if (st != MLC_OK) {
     mlc_model_free(m);
     return st;
@@ -409,10 +447,19 @@ mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_mo
 void mlc_model_free(mlc_model *m) {
   if (!m)
     return;
-  mlc_pool_free(m->pool);
-  mlc_cpu_lib_free(m->lib);
-  free(m->arena);
-  free(m->kv);
+  mlc_device *d = m->dev;
+  if (d) {
+    d->vt->module_free(d, m->mod);
+    d->vt->free(d, m->arena);
+    d->vt->free(d, m->kv);
+    for (int i = 0; i < MLC_IN_COUNT; i++)
+      d->vt->free(d, m->in_mem[i]);
+    for (int i = 0; m->tmem && i < m->g.nt; i++)
+      d->vt->free(d, m->tmem[i]);
+    mlc_device_close(d);
+  }
+  free(m->tmem);
+  free(m->logits_host);
   free(m->free_pages);
   free(m->page_ref);
   free(m->slot_used);
@@ -508,17 +555,22 @@ void mlc_seq_free(mlc_seq *s) {
 
 int mlc_seq_len(const mlc_seq *s) { return s->len; }
 
-static void *tensor_ptr(const mlc_model *m, int ti, int64_t n, int64_t mm) {
+/* The device memory and byte offset of tensor ti in a step of n tokens and mm logit rows. */
+static mlc_dmem *tensor_ref(const mlc_model *m, int ti, int64_t n, int64_t mm, size_t *off) {
   const mlc_tensor *t = &m->g.t[ti];
   switch (t->kind) {
-  case MLC_T_ACT: return (char *)m->arena + t->offset;
+  case MLC_T_ACT: *off = t->offset; return m->arena;
   case MLC_T_WEIGHT:
-  case MLC_T_CONST: return (void *)t->data;
-  case MLC_T_INPUT: return m->in[t->input];
-  case MLC_T_KV: return m->kv + m->kv_layer_elems * (size_t)t->layer;
-  case MLC_T_VIEW:
-    return (char *)tensor_ptr(m, t->view_src, n, mm) + mlc_sym_eval(t->view_off, n, mm) * (int64_t)mlc_dtype_size(t->dtype);
+  case MLC_T_CONST: *off = 0; return m->tmem[ti];
+  case MLC_T_INPUT: *off = 0; return m->in_mem[t->input];
+  case MLC_T_KV: *off = m->kv_layer_elems * (size_t)t->layer * sizeof(float); return m->kv;
+  case MLC_T_VIEW: {
+    mlc_dmem *mem = tensor_ref(m, t->view_src, n, mm, off);
+    *off += (size_t)(mlc_sym_eval(t->view_off, n, mm) * (int64_t)mlc_dtype_size(t->dtype));
+    return mem;
   }
+  }
+  *off = 0;
   return NULL;
 }
 
@@ -538,10 +590,9 @@ static void prepare_pages(mlc_seq *s, int n) {
   if (s->len % MLC_KV_PAGE && m->page_ref[row[s->npages - 1]] > 1) {
     /* copy on write: this sequence is about to append into a page it shares */
     int old = row[s->npages - 1], p = m->free_pages[--m->n_free];
-    size_t per = m->kv_layer_elems / (size_t)m->n_pages;
+    size_t per = m->kv_layer_elems / (size_t)m->n_pages * sizeof(float), layer = m->kv_layer_elems * sizeof(float);
     for (int l = 0; l < m->cfg.num_layers; l++)
-      memcpy(m->kv + m->kv_layer_elems * (size_t)l + per * (size_t)p,
-             m->kv + m->kv_layer_elems * (size_t)l + per * (size_t)old, per * sizeof(float));
+      m->dev->vt->copy(m->dev, m->kv, layer * (size_t)l + per * (size_t)p, m->kv, layer * (size_t)l + per * (size_t)old, per);
     m->page_ref[p] = 1;
     page_release(m, old);
     row[s->npages - 1] = p;
@@ -593,16 +644,30 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
         m->in[MLC_IN_ROWS][r++] = t;
     }
   }
-  void *bufs[KIR_MAX_BUFS];
-  for (int li = 0; li < m->nlaunch; li++) {
+  mlc_device *d = m->dev;
+  mlc_status st = MLC_OK;
+  for (int i = 0; i < MLC_IN_COUNT && st == MLC_OK; i++) {
+    size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages
+                                      : i == MLC_IN_ROWS ? (size_t)mm : (size_t)total);
+    st = d->vt->write(d, m->in_mem[i], 0, m->in[i], bytes);
+  }
+  mlc_dmem *mem[KIR_MAX_BUFS];
+  size_t off[KIR_MAX_BUFS];
+  for (int li = 0; li < m->nlaunch && st == MLC_OK; li++) {
     mlc_launch *L = &m->launch[li];
     for (int b = 0; b < L->nbuf; b++)
-      bufs[b] = tensor_ptr(m, L->buf[b], total, mm);
+      mem[b] = tensor_ref(m, L->buf[b], total, mm, &off[b]);
     for (int j = 0; j < 4; j++)
       L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], total, mm);
-    mlc_pool_run(m->pool, L->fn, bufs, L->ip, L->fp, mlc_sym_eval(L->grid, total, mm));
+    st = d->vt->launch(d, m->mod, L->kidx, mem, off, L->nbuf, L->ip, L->fp, mlc_sym_eval(L->grid, total, mm));
   }
-  const float *lg = (const float *)((char *)m->arena + m->g.t[mlc_g_root(&m->g, m->g.logits)].offset);
+  size_t loff;
+  mlc_dmem *lmem = tensor_ref(m, m->g.logits, total, mm, &loff);
+  if (st == MLC_OK && mm > 0)
+    st = d->vt->read(d, lmem, loff, m->logits_host, sizeof(float) * (size_t)mm * m->cfg.vocab_size);
+  if (st != MLC_OK)
+    return mlc_err_context(st, "forward step on %s", d->vt->describe(d));
+  const float *lg = m->logits_host;
   size_t V = (size_t)m->cfg.vocab_size;
   r = 0;
   for (int i = 0; i < n_items; i++) {

@@ -2,7 +2,7 @@
 #ifndef MLC_RUNTIME_H
 #define MLC_RUNTIME_H
 
-#include "backend/cpu/cpu.h"
+#include "backend/device.h"
 #include "compiler/graph.h"
 #include "kernel/lower.h"
 #include "model/arch.h"
@@ -10,7 +10,7 @@
 typedef struct mlc_launch {
   int op;                  /* index in the graph */
   mlc_kdesc d;
-  mlc_kfn fn;
+  int kidx;                /* kernel index in the device module */
   int nbuf;
   int buf[KIR_MAX_BUFS];   /* tensor bound to each buffer */
   int64_t ip[MLC_KIP];     /* sizes; dynamic slots filled per step */
@@ -30,14 +30,17 @@ struct mlc_model {
   mlc_pass_stats passes;
   mlc_launch *launch;
   int nlaunch;
-  mlc_cpu_lib *lib;
-  mlc_pool *pool;
-  void *arena;               /* activations, g.arena_size bytes */
-  float *kv;                 /* [layers, pages, 2, Hkv, 16, D] */
+  mlc_device *dev;
+  mlc_dmodule *mod;
+  mlc_dmem *arena;           /* activations, g.arena_size bytes */
+  mlc_dmem *kv;              /* [layers, pages, 2, Hkv, 16, D] f32 */
+  mlc_dmem **tmem;           /* [g.nt]: device memory of weights and constants */
+  mlc_dmem *in_mem[MLC_IN_COUNT];
+  float *logits_host;        /* [max_n, vocab] read back after a step */
   size_t kv_layer_elems;
   int n_pages, max_pages;    /* pool size; page-table row length */
   int max_seqs;
-  int32_t *in[MLC_IN_COUNT]; /* ids, pos, seq [max_n]; pages [max_seqs, max_pages] */
+  int32_t *in[MLC_IN_COUNT]; /* host staging: ids, pos, seq, rows [max_n]; pages [max_seqs, max_pages] */
   int *free_pages;
   int n_free;
   int *page_ref;             /* [n_pages] sequences holding each page */
