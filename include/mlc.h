@@ -46,6 +46,8 @@ typedef struct mlc_model_options {
   int generic_kernels;     /* 1: use only the kernels built into libmlc (no C compiler at run time) */
   int max_batch;           /* sequences that may exist at once; 0: 4 */
   int max_total_tokens;    /* KV cache capacity over all sequences, in tokens; 0: max_seq_len */
+  int tensor_parallel_shards; /* 0/1: one device; N: weights sharded over N ranks that step in
+                                 lockstep with all-reduce after attention and FFN */
   int verbose;             /* 1: print compiler passes and kernel decisions to stderr */
 } mlc_model_options;
 

@@ -40,7 +40,7 @@ int mlc_cli_model_opt(const char *cmd, int argc, char **argv, int *i, mlc_cli_mo
   const char *next = *i + 1 < argc ? argv[*i + 1] : NULL;
   long v;
   bool takes = !strcmp(a, "--device") || !strcmp(a, "--quant") || !strcmp(a, "--threads") ||
-               !strcmp(a, "--max-seq-len") || !strcmp(a, "--prefill-chunk");
+               !strcmp(a, "--max-seq-len") || !strcmp(a, "--prefill-chunk") || !strcmp(a, "--tensor-parallel-shards");
   if (takes && !next) {
     fprintf(stderr, "mlc %s: %s needs a value\n", cmd, a);
     return -1;
@@ -61,6 +61,10 @@ int mlc_cli_model_opt(const char *cmd, int argc, char **argv, int *i, mlc_cli_mo
     if (!parse_int(cmd, a, next, 1, 1 << 16, &v))
       return -1;
     o->opt.prefill_chunk = (int)v;
+  } else if (!strcmp(a, "--tensor-parallel-shards")) {
+    if (!parse_int(cmd, a, next, 1, 64, &v))
+      return -1;
+    o->opt.tensor_parallel_shards = (int)v;
   } else if (!strcmp(a, "--generic-kernels"))
     o->opt.generic_kernels = 1;
   else if (!strcmp(a, "--verbose") || !strcmp(a, "-v"))
@@ -79,6 +83,7 @@ const char *mlc_cli_model_help =
     "  --threads T         worker threads (default: all cores)\n"
     "  --max-seq-len N     context window (default: the model's, at most 4096)\n"
     "  --prefill-chunk N   tokens per forward step (default 256)\n"
+    "  --tensor-parallel-shards N  shard the weights over N ranks (all-reduce after attention and FFN)\n"
     "  --generic-kernels   use the kernels built into libmlc instead of compiling specialised ones\n"
     "  --verbose           print the compiler's passes and kernels\n";
 

@@ -87,6 +87,8 @@ typedef enum mlc_opkind {
                           ia0 E, ia1 k, ia2 renormalise */
   MLC_OP_MOE_COMBINE,  /* in: y [n*k,H], weights [n*k,1]; out [n,H] = sum_k w*y; ia0 k */
   MLC_OP_GATHER_ROWS,  /* in: x [n,C], rows [m] i32; out [m,C] = x[rows[i], :] */
+  MLC_OP_ALLREDUCE,    /* tensor parallel: in x [R,C] (this rank's partial sum); out [R,C] = sum over ranks */
+  MLC_OP_ALLGATHER,    /* tensor parallel: in x [R,C/N] (this rank's columns); out [R,C], rank r's at r*C/N */
   MLC_OP_COUNT
 } mlc_opkind;
 

@@ -17,6 +17,8 @@ int main(int argc, char **argv) {
   mlc_buf_puts(&src, "#include \"backend/cpu/cpu.h\"\n");
   int count = 0;
   for (int kind = 0; kind < MLC_OP_COUNT; kind++) {
+    if (!mlc_op_has_kernel((mlc_opkind)kind))
+      continue;
     int r[MLC_KVARS];
     mlc_kvariant_ranges((mlc_opkind)kind, r);
     int total = 1;

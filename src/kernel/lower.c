@@ -503,6 +503,8 @@ static void rule_gather_rows(lctx *c) {
   kir_finish(k, kir_for(k, j, I(c, 0), C, KIR_LOOP_SERIAL, kir_store(k, out, ADD(MUL(i, C), V(j)), LD(x, src))));
 }
 
+bool mlc_op_has_kernel(mlc_opkind kind) { return kind != MLC_OP_ALLREDUCE && kind != MLC_OP_ALLGATHER; }
+
 void mlc_kdesc_key(const mlc_kdesc *d, char *buf, size_t n) {
   snprintf(buf, n, "%s_%d_%d_%d_%d", mlc_op_name(d->kind), d->var[0], d->var[1], d->var[2], d->var[3]);
 }

@@ -43,6 +43,8 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu);
 void mlc_kdesc_key(const mlc_kdesc *d, char *buf, size_t n);
 /* For kgen: the number of values each variant slot takes for this op kind (0: slot unused). */
 void mlc_kvariant_ranges(mlc_opkind kind, int ranges[MLC_KVARS]);
+/* Whether ops of this kind run a kernel (collectives move data between ranks instead). */
+bool mlc_op_has_kernel(mlc_opkind kind);
 /* Number of external buffers the kernel of this kind takes (for the given variant). */
 int mlc_kdesc_nbufs(const mlc_kdesc *d);
 

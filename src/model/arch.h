@@ -28,6 +28,7 @@ typedef struct mlc_builder {
   int rot_dim;
   int max_pages;        /* page-table row length */
   int x;                /* the residual stream [n, H] being built */
+  int tp_rank, tp_n;    /* tensor parallelism: this rank of tp_n (cfg holds this rank's heads/ffn) */
   int layer;
 } mlc_builder;
 
@@ -47,6 +48,11 @@ int mlc_b_embed(mlc_builder *b, int table, float scale);
 int mlc_b_rmsnorm(mlc_builder *b, int x, int w, int64_t group, bool add_one);
 int mlc_b_linear(mlc_builder *b, int x, int w, int bias, const char *name);
 int mlc_b_add(mlc_builder *b, int a, int c);
+/* Tensor parallel: the sum of x over all ranks (x itself when there is one rank). */
+int mlc_b_allreduce(mlc_builder *b, int x);
+/* The model config of rank `rank` of n: heads, KV heads and FFN widths divided; checks that they
+ * divide evenly (errors name the field). */
+mlc_status mlc_tp_config(const mlc_model_config *full, int n, mlc_model_config *out);
 int mlc_b_softcap(mlc_builder *b, int x, float cap);
 
 typedef struct mlc_attn_w {

@@ -28,6 +28,57 @@ void mlc_owned_free(mlc_owned *o) {
   memset(o, 0, sizeof *o);
 }
 
+/* How tensor parallelism splits a weight, from its name. */
+typedef enum shard_rule {
+  SH_NONE = 0, /* replicated */
+  SH_ROW,      /* output rows split: q/k/v, gate/up projections (and their biases) */
+  SH_COL,      /* input columns split: o and down projections */
+  SH_RANK0,    /* bias of a column-split projection: added once, on rank 0 */
+  SH_QKV,      /* fused qkv rows: each of the q, k, v sections split */
+  SH_GATEUP    /* fused gate_up rows: each half split */
+} shard_rule;
+
+static bool ends_with(const char *s, const char *suf) {
+  size_t n = strlen(s), k = strlen(suf);
+  return n >= k && !strcmp(s + n - k, suf);
+}
+
+static shard_rule shard_rule_for(const char *name) {
+  static const char *row[] = {".q_proj.weight", ".k_proj.weight", ".v_proj.weight", ".q_proj.bias", ".k_proj.bias",
+                              ".v_proj.bias",   ".gate_proj.weight", ".up_proj.weight", ".w1.weight", ".w3.weight"};
+  static const char *col[] = {".o_proj.weight", ".down_proj.weight", ".w2.weight"};
+  for (size_t i = 0; i < sizeof row / sizeof row[0]; i++)
+    if (ends_with(name, row[i]))
+      return SH_ROW;
+  for (size_t i = 0; i < sizeof col / sizeof col[0]; i++)
+    if (ends_with(name, col[i]))
+      return SH_COL;
+  if (ends_with(name, ".o_proj.bias") || ends_with(name, ".down_proj.bias"))
+    return SH_RANK0;
+  if (ends_with(name, ".qkv_proj.weight") || ends_with(name, ".qkv_proj.bias"))
+    return SH_QKV;
+  if (ends_with(name, ".gate_up_proj.weight"))
+    return SH_GATEUP;
+  return SH_NONE;
+}
+
+/* Copies row windows [starts[i], starts[i] + lens[i]) of t (row bytes rb) into one buffer. */
+static const void *gather_row_windows(mlc_builder *b, const mlc_st_tensor *t, size_t rb, const int64_t *starts,
+                                      const int64_t *lens, int n) {
+  int64_t total = 0;
+  for (int i = 0; i < n; i++)
+    total += lens[i];
+  char *dst = mlc_owned_alloc(b->owned, rb * (size_t)total);
+  if (!dst)
+    return NULL;
+  size_t o = 0;
+  for (int i = 0; i < n; i++) {
+    memcpy(dst + o, (const char *)t->data + rb * (size_t)starts[i], rb * (size_t)lens[i]);
+    o += rb * (size_t)lens[i];
+  }
+  return dst;
+}
+
 static int weight_v(mlc_builder *b, bool optional, int64_t rows, int64_t cols, const char *fmt, va_list ap) {
   char name[256];
   vsnprintf(name, sizeof name, fmt, ap);
@@ -36,7 +87,17 @@ static int weight_v(mlc_builder *b, bool optional, int64_t rows, int64_t cols, c
   const mlc_st_tensor *t = mlc_st_find(b->st, name);
   if (!t && optional)
     return -1;
-  int64_t shape[2] = {rows, cols};
+  int N = b->tp_n > 1 ? b->tp_n : 1, r = b->tp_rank;
+  shard_rule rule = N > 1 ? shard_rule_for(name) : SH_NONE;
+  if (rule == SH_RANK0 && r > 0)
+    return -1; /* added once, on rank 0 */
+  /* the shape in the file: this rank's shape times N along the split dimension */
+  int64_t frows = rows, fcols = cols;
+  if (rule == SH_ROW || rule == SH_QKV || rule == SH_GATEUP)
+    frows = rows * N;
+  else if (rule == SH_COL)
+    fcols = cols * N;
+  int64_t shape[2] = {frows, fcols};
   mlc_status st = mlc_st_get(b->st, name, cols ? 2 : 1, shape, &t);
   if (st != MLC_OK) {
     b->g->status = st;
@@ -47,11 +108,68 @@ static int weight_v(mlc_builder *b, bool optional, int64_t rows, int64_t cols, c
                            t->file, name, mlc_dtype_name(t->dtype));
     return -1;
   }
+  size_t es = mlc_dtype_size(t->dtype), rb = (size_t)(cols ? fcols : 1) * es;
+  const void *data = t->data;
+  if (rule == SH_ROW) {
+    data = (const char *)t->data + rb * (size_t)(r * rows); /* a contiguous window: no copy */
+  } else if (rule == SH_COL) {
+    char *dst = mlc_owned_alloc(b->owned, (size_t)rows * (size_t)cols * es);
+    if (dst)
+      for (int64_t i = 0; i < rows; i++)
+        memcpy(dst + (size_t)(i * cols) * es, (const char *)t->data + ((size_t)(i * fcols) + (size_t)(r * cols)) * es,
+               (size_t)cols * es);
+    data = dst;
+  } else if (rule == SH_QKV) {
+    int64_t D = b->cfg->head_dim, q = b->cfg->num_heads * D, kv = b->cfg->num_kv_heads * D;
+    int64_t starts[3] = {r * q, N * q + r * kv, N * q + N * kv + r * kv}, lens[3] = {q, kv, kv};
+    data = gather_row_windows(b, t, rb, starts, lens, 3);
+  } else if (rule == SH_GATEUP) {
+    int64_t F = rows / 2;
+    int64_t starts[2] = {r * F, N * F + r * F}, lens[2] = {F, F};
+    data = gather_row_windows(b, t, rb, starts, lens, 2);
+  }
+  if (!data) {
+    b->g->status = mlc_err(MLC_ERR_NOMEM, "out of memory sharding tensor '%s'", name);
+    return -1;
+  }
   int w = mlc_g_tensor(b->g, name, MLC_T_WEIGHT, t->dtype, mlc_sym_c(rows), cols ? cols : rows);
   if (!cols)
     b->g->t[w].rows = mlc_sym_c(1);
-  b->g->t[w].data = t->data;
+  b->g->t[w].data = data;
   return w;
+}
+
+mlc_status mlc_tp_config(const mlc_model_config *full, int n, mlc_model_config *out) {
+  *out = *full;
+  if (n <= 1)
+    return MLC_OK;
+  struct {
+    const char *field;
+    int v;
+  } need[] = {{"num_attention_heads", full->num_heads},
+              {"num_key_value_heads", full->num_kv_heads},
+              {"intermediate_size", full->intermediate_size},
+              {"vocab_size", full->vocab_size},
+              {"moe_intermediate_size", full->num_experts ? full->moe_intermediate_size : n}};
+  for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+    if (need[i].v % n)
+      return mlc_err(MLC_ERR_INVALID_ARG, "tensor parallelism over %d shards needs %s (%d) divisible by %d", n,
+                     need[i].field, need[i].v, n);
+  out->num_heads /= n;
+  out->num_kv_heads /= n;
+  out->intermediate_size /= n;
+  if (full->num_experts)
+    out->moe_intermediate_size /= n;
+  return MLC_OK;
+}
+
+int mlc_b_allreduce(mlc_builder *b, int x) {
+  if (x < 0 || b->tp_n <= 1)
+    return x;
+  int y = mlc_g_act(b->g, "allreduce", b->g->t[x].rows, b->g->t[x].cols);
+  int o = mlc_g_op(b->g, MLC_OP_ALLREDUCE, &x, 1, &y, 1);
+  b->g->ops[o].layer = b->layer;
+  return y;
 }
 
 int mlc_b_weight(mlc_builder *b, int64_t rows, int64_t cols, const char *fmt, ...) {
@@ -223,7 +341,7 @@ int mlc_b_attention(mlc_builder *b, int xn, const mlc_attn_w *w) {
   float qpas = c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : (float)D;
   g->ops[to].fa[0] = 1.0f / sqrtf(qpas);
   g->ops[to].fa[1] = c->attn_softcap;
-  return mlc_b_linear(b, o, w->wo, w->bo, "o");
+  return mlc_b_allreduce(b, mlc_b_linear(b, o, w->wo, w->bo, "o"));
 }
 
 static int act_kind(int act) {
@@ -249,7 +367,7 @@ int mlc_b_mlp(mlc_builder *b, int xn, int wg, int wu, int wgu, int wd, int64_t F
   int in[2] = {gt, ut};
   int o = op1(b, MLC_OP_ACT_MUL, in, 2, h);
   g->ops[o].ia[2] = act_kind(act);
-  return mlc_b_linear(b, h, wd, -1, "down");
+  return mlc_b_allreduce(b, mlc_b_linear(b, h, wd, -1, "down"));
 }
 
 /* A matmul whose weight rows are chosen per output row by expert ids. */
@@ -288,7 +406,7 @@ int mlc_b_moe(mlc_builder *b, int xn, int router, int wg, int wu, int wd, int64_
   int cin[2] = {y, wts};
   int co = op1(b, MLC_OP_MOE_COMBINE, cin, 2, out);
   g->ops[co].ia[0] = K;
-  return out;
+  return mlc_b_allreduce(b, out);
 }
 
 void mlc_b_head(mlc_builder *b, int norm_w, bool norm_add_one, int lm_head, float softcap) {
@@ -303,9 +421,24 @@ void mlc_b_head(mlc_builder *b, int norm_w, bool norm_add_one, int lm_head, floa
   int go = mlc_g_op(g, MLC_OP_GATHER_ROWS, gin, 2, &last, 1);
   g->ops[go].layer = -1;
   int xn = mlc_b_rmsnorm(b, last, norm_w, H, norm_add_one);
-  int logits = mlc_b_linear(b, xn, lm_head, -1, "logits"); /* [m, V] */
+  if (b->tp_n > 1 && lm_head >= 0) {
+    /* vocabulary split: this rank's rows of the head, logits gathered after */
+    mlc_tensor *w = &g->t[lm_head];
+    int64_t V = w->rows.c / b->tp_n;
+    int s = mlc_g_tensor(g, w->name, MLC_T_WEIGHT, w->dtype, mlc_sym_c(V), w->cols); /* [V/N, H] */
+    g->t[s].data = (const char *)g->t[lm_head].data + (size_t)(b->tp_rank * V) * (size_t)g->t[lm_head].cols *
+                                                          mlc_dtype_size(g->t[lm_head].dtype);
+    lm_head = s;
+  }
+  int logits = mlc_b_linear(b, xn, lm_head, -1, "logits"); /* [m, V] ([m, V/N] on a rank) */
   if (softcap > 0)
     logits = mlc_b_softcap(b, logits, softcap);
+  if (b->tp_n > 1 && logits >= 0) {
+    int full = mlc_g_act(g, "logits_all", mlc_sym_m(1), g->t[logits].cols * b->tp_n); /* [m, V] */
+    int o = mlc_g_op(g, MLC_OP_ALLGATHER, &logits, 1, &full, 1);
+    g->ops[o].layer = -1;
+    logits = full;
+  }
   g->logits = logits;
   if (logits >= 0)
     g->t[logits].is_output = true;

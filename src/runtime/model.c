@@ -180,10 +180,17 @@ void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
     d->size[1] = stride_of(g, o->in[0]);
     L->grid = rows;
     break;
+  case MLC_OP_ALLREDUCE:
+  case MLC_OP_ALLGATHER:
+    /* no kernel: the runtime moves the data between ranks */
+    b[nb++] = o->out[0], b[nb++] = o->in[0];
+    L->grid = rows;
+    break;
   default:
     mlc_abort(__FILE__, __LINE__, "op %d has no launch rule", o->kind);
   }
   L->nbuf = nb;
+  L->kidx = o->kind == MLC_OP_ALLREDUCE || o->kind == MLC_OP_ALLGATHER ? -1 : 0;
   memcpy(L->ip, d->size, sizeof d->size);
   memcpy(L->fp, d->fv, sizeof d->fv);
   /* name, as the lowering will call it */
@@ -206,7 +213,8 @@ mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes) {
     return mlc_err(MLC_ERR_UNSUPPORTED, "%s/config.json: model_type '%s' is not supported (supported: %s)", m->dir,
                    c->arch, mlc_arch_list());
   mlc_graph_init(&m->g);
-  mlc_builder b = {.g = &m->g, .cfg = c, .st = m->st, .owned = &m->owned, .dir = m->dir, .max_pages = m->max_pages};
+  mlc_builder b = {.g = &m->g, .cfg = c, .st = m->st, .owned = &m->owned, .dir = m->dir, .max_pages = m->max_pages,
+                   .tp_rank = m->tp_rank, .tp_n = m->tp_n};
   static const char *in_names[MLC_IN_COUNT] = {"ids", "pos", "seq", "pages", "rows"};
   for (int i = 0; i < MLC_IN_COUNT; i++) {
     mlc_sym rows = i == MLC_IN_PAGES ? mlc_sym_c(1) : i == MLC_IN_ROWS ? mlc_sym_m(1) : mlc_sym_n(1);
@@ -247,7 +255,7 @@ mlc_status mlc_model_render(const mlc_model *m, kir_lang lang, bool generic, mlc
   if (lang == KIR_LANG_C)
     mlc_buf_puts(out, kir_c_prelude());
   for (int i = 0; i < m->nlaunch; i++) {
-    if (seen_name(m->launch, i, m->launch[i].name))
+    if (m->launch[i].kidx < 0 || seen_name(m->launch, i, m->launch[i].name))
       continue;
     mlc_kdesc d = m->launch[i].d;
     d.generic = generic;
@@ -275,6 +283,8 @@ static mlc_status bind_kernels(mlc_model *m) {
     n = 0;
     for (int i = 0; i < m->nlaunch; i++) {
       mlc_launch *L = &m->launch[i];
+      if (L->kidx < 0)
+        continue; /* a collective: no kernel */
       int k = 0;
       while (k < n && strcmp(names[k], L->name))
         k++;
@@ -385,13 +395,15 @@ static mlc_status alloc_runtime(mlc_model *m) {
   return MLC_OK;
 }
 
-mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_model **out) {
+static mlc_status load_rank(const char *path, const mlc_model_options *opt, int rank, int n, mlc_model **out) {
   *out = NULL;
   mlc_model *m = calloc(1, sizeof *m);
   if (!m)
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
   if (opt)
     m->opt = *opt;
+  m->tp_rank = rank;
+  m->tp_n = n;
   mlc_status st = MLC_OK;
   if (m->opt.quant && strcmp(m->opt.quant, "q0f32") != 0)
     st = mlc_err(MLC_ERR_UNSUPPORTED, "quantization '%s' is not supported when running a Hugging Face directory (use q0f32)",
@@ -400,7 +412,10 @@ mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_mo
     st = mlc_err(MLC_ERR_IO, "%s: not a model directory (expected a Hugging Face directory with config.json)", path);
   if (st == MLC_OK) {
     m->dir = mlc_strdup(path);
-    st = m->dir ? mlc_config_load(path, &m->cfg) : MLC_ERR_NOMEM;
+    mlc_model_config full;
+    st = m->dir ? mlc_config_load(path, &full) : MLC_ERR_NOMEM;
+    if (st == MLC_OK)
+      st = mlc_tp_config(&full, n, &m->cfg);
   }
   if (st == MLC_OK)
     st = mlc_st_open_dir(path, &m->st);
@@ -444,9 +459,43 @@ mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_mo
   return MLC_OK;
 }
 
+mlc_status mlc_model_load(const char *path, const mlc_model_options *opt, mlc_model **out) {
+  *out = NULL;
+  int n = opt && opt->tensor_parallel_shards > 1 ? opt->tensor_parallel_shards : 1;
+  if (n > 64)
+    return mlc_err(MLC_ERR_INVALID_ARG, "tensor_parallel_shards %d: at most 64", n);
+  mlc_model *m;
+  MLC_TRY(load_rank(path, opt, 0, n, &m));
+  if (n == 1) {
+    *out = m;
+    return MLC_OK;
+  }
+  m->peers = calloc((size_t)n - 1, sizeof *m->peers);
+  /* collectives stage at most the largest activation of a step through host memory */
+  size_t elems = (size_t)m->max_n * (size_t)(m->cfg.vocab_size > m->cfg.hidden_size ? m->cfg.vocab_size : m->cfg.hidden_size);
+  m->tp_scratch_elems = elems;
+  m->tp_scratch = malloc(sizeof(float) * elems * 2);
+  mlc_status st = m->peers && m->tp_scratch ? MLC_OK : mlc_err(MLC_ERR_NOMEM, "out of memory");
+  for (int r = 1; r < n && st == MLC_OK; r++) {
+    st = load_rank(path, opt, r, n, &m->peers[r - 1]);
+    if (st == MLC_OK && m->peers[r - 1]->nlaunch != m->nlaunch)
+      st = mlc_err(MLC_ERR_INTERNAL, "rank %d built %d launches, rank 0 %d", r, m->peers[r - 1]->nlaunch, m->nlaunch);
+  }
+  if (st != MLC_OK) {
+    mlc_model_free(m);
+    return st;
+  }
+  *out = m;
+  return MLC_OK;
+}
+
 void mlc_model_free(mlc_model *m) {
   if (!m)
     return;
+  for (int r = 1; m->peers && r < m->tp_n; r++)
+    mlc_model_free(m->peers[r - 1]);
+  free(m->peers);
+  free(m->tp_scratch);
   mlc_device *d = m->dev;
   if (d) {
     d->vt->module_free(d, m->mod);
@@ -590,9 +639,13 @@ static void prepare_pages(mlc_seq *s, int n) {
   if (s->len % MLC_KV_PAGE && m->page_ref[row[s->npages - 1]] > 1) {
     /* copy on write: this sequence is about to append into a page it shares */
     int old = row[s->npages - 1], p = m->free_pages[--m->n_free];
-    size_t per = m->kv_layer_elems / (size_t)m->n_pages * sizeof(float), layer = m->kv_layer_elems * sizeof(float);
-    for (int l = 0; l < m->cfg.num_layers; l++)
-      m->dev->vt->copy(m->dev, m->kv, layer * (size_t)l + per * (size_t)p, m->kv, layer * (size_t)l + per * (size_t)old, per);
+    for (int rk = 0; rk < (m->tp_n > 1 ? m->tp_n : 1); rk++) {
+      mlc_model *rm = rk ? m->peers[rk - 1] : m;
+      size_t per = rm->kv_layer_elems / (size_t)rm->n_pages * sizeof(float), layer = rm->kv_layer_elems * sizeof(float);
+      for (int l = 0; l < rm->cfg.num_layers; l++)
+        rm->dev->vt->copy(rm->dev, rm->kv, layer * (size_t)l + per * (size_t)p, rm->kv, layer * (size_t)l + per * (size_t)old,
+                          per);
+    }
     m->page_ref[p] = 1;
     page_release(m, old);
     row[s->npages - 1] = p;
@@ -603,6 +656,39 @@ static void prepare_pages(mlc_seq *s, int n) {
     m->page_ref[p] = 1;
     row[s->npages++] = p;
   }
+}
+
+/* A collective between the ranks of a tensor-parallel model, through host memory: all-reduce
+ * sums the ranks' partial results in rank order; all-gather places rank r's columns at r*C/N.
+ * (On GPUs this is where NCCL goes.) */
+static mlc_status collective(mlc_model *m, int li, int64_t total, int64_t mm) {
+  const mlc_launch *L = &m->launch[li];
+  const mlc_tensor *y = &m->g.t[L->buf[0]], *x = &m->g.t[L->buf[1]];
+  int nr = m->tp_n;
+  size_t rows = (size_t)mlc_sym_eval(x->rows, total, mm), xc = (size_t)x->cols, yc = (size_t)y->cols;
+  if (rows * yc > m->tp_scratch_elems)
+    return mlc_err(MLC_ERR_INTERNAL, "collective of %zu x %zu exceeds the staging buffer", rows, yc);
+  float *acc = m->tp_scratch, *part = m->tp_scratch + m->tp_scratch_elems;
+  bool reduce = m->g.ops[L->op].kind == MLC_OP_ALLREDUCE;
+  for (int rk = 0; rk < nr; rk++) {
+    mlc_model *rm = rk ? m->peers[rk - 1] : m;
+    size_t xo;
+    mlc_dmem *xm = tensor_ref(rm, rm->launch[li].buf[1], total, mm, &xo);
+    MLC_TRY(rm->dev->vt->read(rm->dev, xm, xo, rk && reduce ? part : (reduce ? acc : part), sizeof(float) * rows * xc));
+    if (reduce && rk)
+      for (size_t i = 0; i < rows * xc; i++)
+        acc[i] += part[i];
+    if (!reduce)
+      for (size_t i = 0; i < rows; i++)
+        memcpy(acc + i * yc + (size_t)rk * xc, part + i * xc, sizeof(float) * xc);
+  }
+  for (int rk = 0; rk < nr; rk++) {
+    mlc_model *rm = rk ? m->peers[rk - 1] : m;
+    size_t yo;
+    mlc_dmem *ym = tensor_ref(rm, rm->launch[li].buf[0], total, mm, &yo);
+    MLC_TRY(rm->dev->vt->write(rm->dev, ym, yo, acc, sizeof(float) * rows * yc));
+  }
+  return MLC_OK;
 }
 
 mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_items) {
@@ -646,20 +732,31 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
   }
   mlc_device *d = m->dev;
   mlc_status st = MLC_OK;
-  for (int i = 0; i < MLC_IN_COUNT && st == MLC_OK; i++) {
-    size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages
-                                      : i == MLC_IN_ROWS ? (size_t)mm : (size_t)total);
-    st = d->vt->write(d, m->in_mem[i], 0, m->in[i], bytes);
+  int nr = m->tp_n > 1 ? m->tp_n : 1;
+  for (int rk = 0; rk < nr && st == MLC_OK; rk++) {
+    mlc_model *rm = rk ? m->peers[rk - 1] : m;
+    for (int i = 0; i < MLC_IN_COUNT && st == MLC_OK; i++) {
+      size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages
+                                        : i == MLC_IN_ROWS ? (size_t)mm : (size_t)total);
+      st = rm->dev->vt->write(rm->dev, rm->in_mem[i], 0, m->in[i], bytes);
+    }
   }
   mlc_dmem *mem[KIR_MAX_BUFS];
   size_t off[KIR_MAX_BUFS];
   for (int li = 0; li < m->nlaunch && st == MLC_OK; li++) {
-    mlc_launch *L = &m->launch[li];
-    for (int b = 0; b < L->nbuf; b++)
-      mem[b] = tensor_ref(m, L->buf[b], total, mm, &off[b]);
-    for (int j = 0; j < 4; j++)
-      L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], total, mm);
-    st = d->vt->launch(d, m->mod, L->kidx, mem, off, L->nbuf, L->ip, L->fp, mlc_sym_eval(L->grid, total, mm));
+    if (m->launch[li].kidx < 0) {
+      st = collective(m, li, total, mm);
+      continue;
+    }
+    for (int rk = 0; rk < nr && st == MLC_OK; rk++) {
+      mlc_model *rm = rk ? m->peers[rk - 1] : m;
+      mlc_launch *L = &rm->launch[li];
+      for (int b = 0; b < L->nbuf; b++)
+        mem[b] = tensor_ref(rm, L->buf[b], total, mm, &off[b]);
+      for (int j = 0; j < 4; j++)
+        L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], total, mm);
+      st = rm->dev->vt->launch(rm->dev, rm->mod, L->kidx, mem, off, L->nbuf, L->ip, L->fp, mlc_sym_eval(L->grid, total, mm));
+    }
   }
   size_t loff;
   mlc_dmem *lmem = tensor_ref(m, m->g.logits, total, mm, &loff);

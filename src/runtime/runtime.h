@@ -48,6 +48,12 @@ struct mlc_model {
   int max_n, max_seq_len;
   char *describe;
   double compile_s;
+  /* tensor parallelism: rank 0 is the handle callers hold; it drives the other ranks in
+   * lockstep and performs the collectives (all-reduce, all-gather) between them */
+  int tp_rank, tp_n;
+  mlc_model **peers;    /* ranks 1..tp_n-1 (on rank 0) */
+  float *tp_scratch;    /* host staging for collectives */
+  size_t tp_scratch_elems;
 };
 
 struct mlc_seq {
