@@ -4,7 +4,7 @@ JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release -DMLC_WERROR=ON
 MODEL ?=
 
-.PHONY: all deps build test chat clean
+.PHONY: all deps build test test-gpu chat clean
 all: build
 
 deps:
@@ -18,6 +18,10 @@ build: deps $(BUILD)/CMakeCache.txt
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# the CUDA tests on a machine with a GPU (a missing GPU or driver is a failure here)
+test-gpu: build
+	cd $(BUILD) && MLC_TEST_REQUIRE_DEVICE=1 ctest --output-on-failure -L gpu
 
 chat: build
 	@$(BUILD)/mlc chat $(MODEL)

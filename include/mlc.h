@@ -100,6 +100,92 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
  */
 mlc_status mlc_seq_forward(mlc_seq *s, const int32_t *ids, int n, float *logits, int n_logits);
 
+
+/* ---- engine: continuous batching over one model (docs/engine.md) ------------------------ */
+
+typedef struct mlc_engine mlc_engine;
+
+typedef struct mlc_engine_options {
+  mlc_model_options model; /* model.max_batch / max_total_tokens are set from the fields below */
+  int max_batch;           /* running sequences at once; 0: 16 */
+  int max_total_tokens;    /* KV cache capacity in tokens (16 a page); 0: 16384 */
+  int cache_slots;         /* prefix-cache entries; 0: max_batch; -1: no prefix cache */
+} mlc_engine_options;
+
+/* Loads the model (and its tokenizer, if the directory has one) and starts the engine thread. */
+mlc_status mlc_engine_new(const char *model_dir, const mlc_engine_options *opt, mlc_engine **out);
+/* Cancels everything still running (callbacks get MLC_FINISH_CANCELLED), stops the thread, frees. */
+void mlc_engine_free(mlc_engine *e);
+int mlc_engine_context(const mlc_engine *e);
+
+typedef enum mlc_finish {
+  MLC_FINISH_NONE = 0,     /* still generating */
+  MLC_FINISH_STOP = 1,     /* EOS, a stop token id or a stop string */
+  MLC_FINISH_LENGTH = 2,   /* max_tokens or the context window */
+  MLC_FINISH_CANCELLED = 3,
+  MLC_FINISH_ERROR = 4
+} mlc_finish;
+
+typedef struct mlc_gen_params {
+  int n;                    /* choices; 0: 1 */
+  int max_tokens;           /* 0: up to the context window */
+  float temperature;        /* 0: greedy */
+  float top_p;              /* 0 or 1: off */
+  int top_k;                /* 0: off */
+  float min_p;              /* 0: off */
+  float presence_penalty, frequency_penalty; /* -2..2 */
+  float repetition_penalty; /* 0 or 1: off */
+  int has_seed;
+  uint64_t seed;
+  int logprobs;             /* 1: report the sampled token's logprob */
+  int top_logprobs;         /* 0..20 alternatives per token */
+  const int32_t *bias_ids;  /* logit_bias: n_bias (id, value) pairs */
+  const float *bias_values;
+  int n_bias;
+  const char *const *stop;  /* stop strings (not included in the text) */
+  int n_stop;
+  const int32_t *stop_ids;  /* extra stop token ids */
+  int n_stop_ids;
+  int ignore_eos;
+  int skip_special;         /* 1: special tokens are left out of the text */
+} mlc_gen_params;
+
+typedef struct mlc_engine_event {
+  uint64_t request;
+  int index;                  /* the choice */
+  int32_t token;              /* the sampled token, -1 when the event only finishes the choice */
+  float logprob;
+  int n_top;
+  const int32_t *top_ids;     /* n_top alternatives, most likely first */
+  const float *top_logprobs;
+  const char *text;           /* text released by this event (may be "") */
+  mlc_finish finish;          /* != NONE: this choice is finished */
+  int request_done;           /* 1: the last event of the request */
+  int prompt_tokens, completion_tokens, cached_tokens; /* completion_tokens: of this choice */
+  const char *error;          /* with MLC_FINISH_ERROR */
+} mlc_engine_event;
+
+/* Called on the engine thread; must not block. Pointers in ev are valid during the call only. */
+typedef void (*mlc_engine_cb)(void *user, const mlc_engine_event *ev);
+
+/* Queues a request (any thread). The prompt and params are copied. */
+mlc_status mlc_engine_submit(mlc_engine *e, const int32_t *prompt, int n_prompt, const mlc_gen_params *p,
+                             mlc_engine_cb cb, void *user, uint64_t *id);
+/* Finishes a request early (any thread); unknown or finished ids are ignored. */
+void mlc_engine_cancel(mlc_engine *e, uint64_t id);
+
+typedef struct mlc_engine_stats {
+  int running, waiting;         /* requests */
+  int kv_pages_used, kv_pages_total;
+  int cache_entries, cache_pages;
+  uint64_t requests_total, requests_by_finish[5];
+  uint64_t prompt_tokens, generated_tokens, prefill_tokens; /* prefill: computed, not cached */
+  uint64_t cache_lookups, cache_hits, cache_hit_tokens;
+  uint64_t preemptions, steps;
+  double tokens_per_s;          /* generated tokens/s over the last few seconds */
+} mlc_engine_stats;
+void mlc_engine_stats_get(mlc_engine *e, mlc_engine_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "format/convert.h"
 #include "mlc.h"
 #include "runtime/runtime.h"
 
@@ -292,6 +293,25 @@ int main(int argc, char **argv) {
     snprintf(p, sizeof p, "%s/tests/fixtures/models-bf16/llama", root);
     render_model(p, "models-bf16/llama");
   }
+  /* packed quantized weights (MLC packages): the dequantizing matmul / gated / embed / dequant
+   * kernels of every packed scheme, dense and MoE */
+  static const char *qs[] = {"q4f16_1", "q4f32_1", "q3f16_1", "q4f16_0", "q8f16_1"};
+  static const char *qm[] = {"llama", "qwen3-moe"};
+  for (int a = 0; a < 2; a++)
+    for (int q = 0; q < 5; q++) {
+      char src[8192], out[1024], label[128];
+      snprintf(src, sizeof src, "%s/tests/fixtures/models/%s", root, qm[a]);
+      snprintf(out, sizeof out, "%s/pkg-%s-%s", tmpdir, qm[a], qs[q]);
+      snprintf(label, sizeof label, "%s %s package", qm[a], qs[q]);
+      mlc_convert_opts co = {.src = src, .out = out, .quant = qs[q], .threads = 1};
+      mlc_convert_report rep;
+      if (mlc_convert(&co, &rep) != MLC_OK) {
+        printf("FAIL convert %s: %s\n", label, mlc_last_error());
+        failed++;
+        continue;
+      }
+      render_model(out, label);
+    }
 
   /* write the distinct shaders */
   for (int i = 0; i < nshaders; i++) {

@@ -61,9 +61,20 @@ typedef struct mlc_device_opts {
   int threads; /* cpu: worker threads; 0: all cores */
 } mlc_device_opts;
 
-/* Opens a device by name ("cpu"); errors list the devices this build has. */
+/* Opens a device by name ("cpu", "vulkan", "vulkan:1", "opencl", "opencl:0"); errors list the
+ * devices this build has. */
 mlc_status mlc_device_open(const char *name, const mlc_device_opts *opt, mlc_device **out);
 void mlc_device_close(mlc_device *d);
+
+/* Appends one line per device this build can open, with what it supports (`mlc devices`). */
+void mlc_device_list(mlc_buf *out);
+
+/* GPU backends (src/backend/vulkan, src/backend/opencl): index < 0 picks the default device
+ * (MLC_VULKAN_DEVICE / MLC_OPENCL_DEVICE, else the first GPU); "vulkan:N" passes N. */
+mlc_status mlc_vulkan_device_new(const mlc_device_opts *opt, int index, mlc_device **out);
+void mlc_vulkan_list(mlc_buf *out);
+mlc_status mlc_opencl_device_new(const mlc_device_opts *opt, int index, mlc_device **out);
+void mlc_opencl_list(mlc_buf *out);
 
 /* The CPU backend's constructor (src/backend/cpu/cpu_device.c). */
 mlc_status mlc_cpu_device_new(const mlc_device_opts *opt, mlc_device **out);

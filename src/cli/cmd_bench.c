@@ -4,9 +4,22 @@
 
 #include "cli/cli_model.h"
 #include "runtime/runtime.h"
+#include "format/quant.h"
 
 /* Bytes of weights one decode step reads: every weight a kernel reads, except embedding tables
  * (one row per token) and the inactive share of stacked experts. */
+
+/* bytes of `rows` rows of weight tensor t as stored (format/quant.h for packed dtypes) */
+static double wbytes(const mlc_graph *g, int t, int64_t rows) {
+  const mlc_tensor *w = &g->t[t];
+  double b = (double)mlc_weight_bytes(w->dtype, rows, w->cols);
+  if (mlc_dtype_is_quant(w->dtype) && w->scale_tensor >= 0) {
+    const mlc_tensor *s = &g->t[w->scale_tensor];
+    b += (double)s->rows.c * (double)s->cols * (double)mlc_dtype_size(s->dtype) * (double)rows / (double)w->rows.c;
+  }
+  return b;
+}
+
 static double weight_bytes_per_token(const mlc_model *m) {
   const mlc_graph *g = &m->g;
   char *seen = calloc((size_t)g->nt, 1);
@@ -19,9 +32,10 @@ static double weight_bytes_per_token(const mlc_model *m) {
         continue;
       seen[t] = 1;
       const mlc_tensor *w = &g->t[t];
-      double bytes = (double)w->rows.c * (double)w->cols * (double)mlc_dtype_size(w->dtype);
+      /* packed quantized weights: words plus their group scales */
+      double bytes = wbytes(g, t, w->rows.c);
       if (o->kind == MLC_OP_EMBED)
-        bytes = (double)w->cols * (double)mlc_dtype_size(w->dtype);
+        bytes = wbytes(g, t, 1);
       else if ((o->kind == MLC_OP_MATMUL || o->kind == MLC_OP_GATED_MATMUL) && o->in[3] >= 0 && m->cfg.num_experts > 0)
         bytes *= (double)m->cfg.num_experts_per_tok / m->cfg.num_experts;
       total += bytes;
@@ -33,8 +47,7 @@ static double weight_bytes_per_token(const mlc_model *m) {
       if (g->ops[i].kind == MLC_OP_MATMUL && g->t[g->ops[i].in[1]].kind == MLC_T_WEIGHT) {
         const mlc_tensor *w = &g->t[g->ops[i].in[1]];
         if (strcmp(w->name, "model.embed_tokens.weight") == 0)
-          total += (double)w->rows.c * (double)w->cols * (double)mlc_dtype_size(w->dtype) -
-                   (double)w->cols * (double)mlc_dtype_size(w->dtype);
+          total += wbytes(g, g->ops[i].in[1], w->rows.c) - wbytes(g, g->ops[i].in[1], 1);
       }
   free(seen);
   return total;

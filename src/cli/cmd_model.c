@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli_model.h"
+#include "format/convert.h"
 #include "engine/sampler.h"
 #include "runtime/runtime.h"
 
@@ -78,7 +79,7 @@ int mlc_cli_model_opt(const char *cmd, int argc, char **argv, int *i, mlc_cli_mo
 
 const char *mlc_cli_model_help =
     "model options:\n"
-    "  --device D          cpu (default)\n"
+    "  --device D          cpu (default), cuda[:N], vulkan[:N], opencl[:N] (see `mlc devices`)\n"
     "  --quant Q           q0f32: compute in f32 from the stored weights (default)\n"
     "  --threads T         worker threads (default: all cores)\n"
     "  --max-seq-len N     context window (default: the model's, at most 4096)\n"
@@ -93,18 +94,22 @@ int mlc_cli_model_open(const char *cmd, mlc_cli_model *o) {
   if (o->opt.verbose)
     fprintf(stderr, "%s", mlc_model_describe(o->model));
   o->tok = NULL;
-  char *tj = mlc_path_join(o->path, "tokenizer.json");
-  char *tg = mlc_path_join(o->path, "tokenizer.json.gz");
+  /* a GGUF file runs from its converted package in the cache, which holds its tokenizer.json */
+  char *gdir = NULL;
+  const char *tdir = o->path;
+  if (!mlc_is_dir(o->path) && mlc_gguf_package(o->path, o->opt.quant, &gdir) == MLC_OK)
+    tdir = gdir;
+  char *tj = mlc_path_join(tdir, "tokenizer.json");
+  char *tg = mlc_path_join(tdir, "tokenizer.json.gz");
+  int rc = 0;
   if ((tj && mlc_file_exists(tj)) || (tg && mlc_file_exists(tg))) {
-    if (mlc_tok_load(o->path, &o->tok) != MLC_OK) {
-      free(tj);
-      free(tg);
-      return mlc_cli_fail(cmd);
-    }
+    if (mlc_tok_load(tdir, &o->tok) != MLC_OK)
+      rc = mlc_cli_fail(cmd);
   }
   free(tj);
   free(tg);
-  return 0;
+  free(gdir);
+  return rc;
 }
 
 void mlc_cli_model_close(mlc_cli_model *o) {

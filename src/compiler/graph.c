@@ -44,6 +44,7 @@ int mlc_g_tensor(mlc_graph *g, const char *name, mlc_tkind kind, mlc_dtype dt, m
   t->cols = cols;
   t->row_stride = cols;
   t->view_src = -1;
+  t->scale_tensor = -1;
   t->first_def = t->last_use = -1;
   return g->nt++;
 }

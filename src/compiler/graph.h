@@ -55,6 +55,7 @@ typedef struct mlc_tensor {
   int64_t row_stride; /* elements between consecutive rows (cols unless a view) */
   /* weights / consts */
   const void *data;
+  int scale_tensor; /* packed quantized weights (mlc_dtype_is_quant): the group scales, else -1 */
   int input;  /* MLC_T_INPUT: which */
   int layer;  /* MLC_T_KV: which layer */
   /* memory plan (MLC_T_ACT) */

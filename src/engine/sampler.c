@@ -52,31 +52,41 @@ static int cmp_prob_desc(const void *a, const void *b, void *ctx) {
   return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-int32_t mlc_sampler_sample(mlc_sampler *s, const float *logits) {
-  int V = s->vocab;
-  if (s->p.temperature <= 0)
+int32_t mlc_sample_logits(const mlc_sampling *p, uint64_t *state, const float *logits, int V, float *prob,
+                          int32_t *idx) {
+  if (p->temperature <= 0)
     return mlc_argmax(logits, V);
   float mx = logits[mlc_argmax(logits, V)];
   double sum = 0;
   for (int i = 0; i < V; i++) {
-    s->prob[i] = expf((logits[i] - mx) / s->p.temperature);
-    sum += s->prob[i];
+    prob[i] = expf((logits[i] - mx) / p->temperature);
+    sum += prob[i];
   }
   for (int i = 0; i < V; i++) {
-    s->prob[i] = (float)(s->prob[i] / sum);
-    s->idx[i] = i;
+    prob[i] = (float)(prob[i] / sum);
+    idx[i] = i;
   }
   int n = V;
-  bool filter = (s->p.top_k > 0 && s->p.top_k < V) || s->p.top_p < 1.0f;
+  bool min_p = p->min_p > 0 && p->min_p <= 1;
+  if (min_p) {
+    /* the top token has prob exp(0)/sum: keep only tokens >= min_p of it (cheap: no sort) */
+    float cut = (float)(p->min_p / sum);
+    int k = 0;
+    for (int i = 0; i < V; i++)
+      if (prob[i] >= cut)
+        idx[k++] = i;
+    n = k;
+  }
+  bool filter = (p->top_k > 0 && p->top_k < n) || (p->top_p > 0 && p->top_p < 1.0f);
   if (filter) {
-    qsort_r(s->idx, (size_t)V, sizeof(int32_t), cmp_prob_desc, s->prob);
-    if (s->p.top_k > 0 && s->p.top_k < n)
-      n = s->p.top_k;
-    if (s->p.top_p < 1.0f) {
+    qsort_r(idx, (size_t)n, sizeof(int32_t), cmp_prob_desc, prob);
+    if (p->top_k > 0 && p->top_k < n)
+      n = p->top_k;
+    if (p->top_p > 0 && p->top_p < 1.0f) {
       double cum = 0;
       for (int i = 0; i < n; i++) {
-        cum += s->prob[s->idx[i]];
-        if (cum >= s->p.top_p) {
+        cum += prob[idx[i]];
+        if (cum >= p->top_p) {
           n = i + 1;
           break;
         }
@@ -85,12 +95,16 @@ int32_t mlc_sampler_sample(mlc_sampler *s, const float *logits) {
   }
   double total = 0;
   for (int i = 0; i < n; i++)
-    total += s->prob[s->idx[i]];
-  double r = next_unit(&s->state) * total, acc = 0;
+    total += prob[idx[i]];
+  double r = next_unit(state) * total, acc = 0;
   for (int i = 0; i < n; i++) {
-    acc += s->prob[s->idx[i]];
+    acc += prob[idx[i]];
     if (r < acc)
-      return s->idx[i];
+      return idx[i];
   }
-  return s->idx[n - 1];
+  return idx[n - 1];
+}
+
+int32_t mlc_sampler_sample(mlc_sampler *s, const float *logits) {
+  return mlc_sample_logits(&s->p, &s->state, logits, s->vocab, s->prob, s->idx);
 }

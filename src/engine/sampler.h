@@ -10,6 +10,7 @@ typedef struct mlc_sampling {
   float top_p;       /* 1: off */
   int top_k;         /* 0: off */
   uint64_t seed;
+  float min_p;       /* 0: off; keep tokens with prob >= min_p * the top prob */
 } mlc_sampling;
 
 typedef struct mlc_sampler {
@@ -23,6 +24,10 @@ typedef struct mlc_sampler {
 mlc_status mlc_sampler_init(mlc_sampler *s, int vocab, const mlc_sampling *p);
 void mlc_sampler_free(mlc_sampler *s);
 int32_t mlc_sampler_sample(mlc_sampler *s, const float *logits);
+/* One draw from logits with parameters p and generator state *state (advanced); prob/idx are
+ * [V] scratch. Used by the engine, which keeps one state per choice. */
+int32_t mlc_sample_logits(const mlc_sampling *p, uint64_t *state, const float *logits, int V, float *prob,
+                          int32_t *idx);
 /* Index of the largest value (the first on ties). */
 int32_t mlc_argmax(const float *x, int n);
 

@@ -16,10 +16,19 @@ typedef enum mlc_dtype {
   MLC_I8 = 5,
   MLC_U8 = 6,
   MLC_I64 = 7,
+  /* Group-quantized weights (src/format/quant.h): the data is packed uint32 words, the group
+   * scales are a second buffer (mlc_st_tensor.scale, mlc_tensor.scale_tensor). A weight of one
+   * of these dtypes is logically [N, K] f32; mlc_dtype_size() is 0 (not a per-element size). */
+  MLC_Q4F16_1 = 8,  /* MLC q4f16_1: NK, 8 nibbles/word, group 32, offset 7, f16 scales */
+  MLC_Q4F32_1 = 9,  /* MLC q4f32_1: as q4f16_1 with f32 scales */
+  MLC_Q3F16_1 = 10, /* MLC q3f16_1: NK, 10 x 3 bits/word, group 40, offset 3, f16 scales */
+  MLC_Q4F16_0 = 11, /* MLC q4f16_0: KN (words [K/8, N], scales [K/32, N]) */
+  MLC_Q8F16_1 = 12, /* ours: NK, 4 bytes/word, group 32, offset 127, f16 scales */
   MLC_DTYPE_COUNT
 } mlc_dtype;
 size_t mlc_dtype_size(mlc_dtype t);
-const char *mlc_dtype_name(mlc_dtype t); /* "f32", "f16", ... */
+const char *mlc_dtype_name(mlc_dtype t); /* "f32", "f16", ..., "q4f16_1" */
+static inline bool mlc_dtype_is_quant(mlc_dtype t) { return t >= MLC_Q4F16_1 && t < MLC_DTYPE_COUNT; }
 
 /* ---- safetensors ---- */
 #define MLC_MAX_DIMS 6
@@ -31,6 +40,10 @@ typedef struct mlc_st_tensor {
   const void *data; /* points into the mapped file */
   size_t nbytes;
   const char *file; /* the file it lives in (owned by the set) */
+  /* quantized dtypes only: the group scales (in the scheme's scale dtype) and their bytes;
+   * shape is the logical [N, K_padded] (K padded to whole groups) */
+  const void *scale;
+  size_t scale_nbytes;
 } mlc_st_tensor;
 
 typedef struct mlc_st_set mlc_st_set; /* all tensors of a model directory */
@@ -43,6 +56,20 @@ mlc_status mlc_st_open_dir(const char *dir, mlc_st_set **out);
 /* Opens one safetensors file. */
 mlc_status mlc_st_open_file(const char *path, mlc_st_set **out);
 void mlc_st_close(mlc_st_set *s);
+/* A set built by hand (packages, src/runtime/package.c): tensors point into memory the set
+ * owns through mlc_st_keep_map / mlc_st_keep_buf. `where` names it in messages. */
+mlc_st_set *mlc_st_new_virtual(const char *where);
+/* Adds a tensor (name copied); returns its slot or NULL (error set). Call mlc_st_index after
+ * the last add. */
+mlc_st_tensor *mlc_st_add(mlc_st_set *s, const char *name, mlc_dtype dt, int ndim, const int64_t *shape,
+                          const void *data, size_t nbytes, const char *file);
+mlc_status mlc_st_index(mlc_st_set *s);
+/* The set keeps (and frees/unmaps at close) a mapping or a heap buffer. Returns the stored
+ * file path string (for mlc_st_tensor.file) or NULL on failure. */
+const char *mlc_st_keep_map(mlc_st_set *s, const char *path, mlc_mmap map);
+mlc_status mlc_st_keep_buf(mlc_st_set *s, void *buf);
+/* The directory or file the set was opened from. */
+const char *mlc_st_where(const mlc_st_set *s);
 int mlc_st_count(const mlc_st_set *s);
 const mlc_st_tensor *mlc_st_at(const mlc_st_set *s, int i);
 /* NULL if absent (no error set). */

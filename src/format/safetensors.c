@@ -21,6 +21,10 @@ static const struct {
     [MLC_F32] = {"F32", "f32", 4}, [MLC_F16] = {"F16", "f16", 2}, [MLC_BF16] = {"BF16", "bf16", 2},
     [MLC_I32] = {"I32", "i32", 4}, [MLC_U32] = {"U32", "u32", 4}, [MLC_I8] = {"I8", "i8", 1},
     [MLC_U8] = {"U8", "u8", 1},    [MLC_I64] = {"I64", "i64", 8},
+    /* packed group-quantized weights: no safetensors name, no per-element size */
+    [MLC_Q4F16_1] = {NULL, "q4f16_1", 0}, [MLC_Q4F32_1] = {NULL, "q4f32_1", 0},
+    [MLC_Q3F16_1] = {NULL, "q3f16_1", 0}, [MLC_Q4F16_0] = {NULL, "q4f16_0", 0},
+    [MLC_Q8F16_1] = {NULL, "q8f16_1", 0},
 };
 
 /* dtypes that safetensors defines but this build cannot read. */
@@ -35,7 +39,7 @@ const char *mlc_dtype_name(mlc_dtype t) {
   return (unsigned)t < MLC_DTYPE_COUNT ? g_dtypes[t].name : "invalid";
 }
 static const char *st_dtype_name(mlc_dtype t) {
-  return (unsigned)t < MLC_DTYPE_COUNT ? g_dtypes[t].st_name : "invalid";
+  return (unsigned)t < MLC_DTYPE_COUNT && g_dtypes[t].st_name ? g_dtypes[t].st_name : "invalid";
 }
 
 /* ---- the set ---- */
@@ -48,6 +52,8 @@ struct mlc_st_set {
   char *where; /* the directory or file opened, for messages */
   st_file *files;
   int nfiles;
+  void **bufs; /* heap buffers owned by a virtual set */
+  int nbufs;
   mlc_st_tensor *t;
   int n, cap;
   int *hash; /* open addressing, -1 empty */
@@ -65,6 +71,9 @@ void mlc_st_close(mlc_st_set *s) {
     free(s->files[i].path);
   }
   free(s->files);
+  for (int i = 0; i < s->nbufs; i++)
+    free(s->bufs[i]);
+  free(s->bufs);
   free(s->hash);
   free(s->where);
   free(s);
@@ -178,7 +187,7 @@ static mlc_status parse_dtype(const char *path, const char *name, const cJSON *v
                    path, name, got);
   }
   for (int d = 0; d < MLC_DTYPE_COUNT; d++)
-    if (strcmp(v->valuestring, g_dtypes[d].st_name) == 0) {
+    if (g_dtypes[d].st_name && strcmp(v->valuestring, g_dtypes[d].st_name) == 0) {
       *out = (mlc_dtype)d;
       return MLC_OK;
     }
@@ -668,8 +677,14 @@ mlc_status mlc_st_get(const mlc_st_set *s, const char *name, int ndim, const int
   }
   if (shape) {
     bool ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++)
+    for (int i = 0; ok && i < ndim; i++) {
       ok = shape[i] < 0 || shape[i] == t->shape[i];
+      /* packed weights store K padded to whole groups: any K that pads to it matches */
+      if (!ok && i == ndim - 1 && mlc_dtype_is_quant(t->dtype)) {
+        int64_t g = t->dtype == MLC_Q3F16_1 ? 40 : 32;
+        ok = (shape[i] + g - 1) / g * g == t->shape[i];
+      }
+    }
     if (!ok) {
       char have[160], want[160];
       shape_str(t->shape, t->ndim, have, sizeof have);
@@ -680,5 +695,62 @@ mlc_status mlc_st_get(const mlc_st_set *s, const char *name, int ndim, const int
     }
   }
   *out = t;
+  return MLC_OK;
+}
+
+/* ---- hand-built sets (packages) ---- */
+
+mlc_st_set *mlc_st_new_virtual(const char *where) { return st_new(where); }
+
+const char *mlc_st_where(const mlc_st_set *s) { return s ? s->where : ""; }
+
+mlc_st_tensor *mlc_st_add(mlc_st_set *s, const char *name, mlc_dtype dt, int ndim, const int64_t *shape,
+                          const void *data, size_t nbytes, const char *file) {
+  if (ndim < 0 || ndim > MLC_MAX_DIMS) {
+    mlc_err(MLC_ERR_FORMAT, "%s: tensor '%s' has %d dimensions (at most %d)", file, name, ndim, MLC_MAX_DIMS);
+    return NULL;
+  }
+  mlc_st_tensor t = {0};
+  t.name = mlc_strdup(name);
+  if (!t.name)
+    return NULL;
+  t.dtype = dt;
+  t.ndim = ndim;
+  for (int i = 0; i < ndim; i++)
+    t.shape[i] = shape[i];
+  t.data = data;
+  t.nbytes = nbytes;
+  t.file = file;
+  if (st_push_tensor(s, &t) != MLC_OK) {
+    free(t.name);
+    return NULL;
+  }
+  return &s->t[s->n - 1];
+}
+
+mlc_status mlc_st_index(mlc_st_set *s) { return st_build_hash(s); }
+
+const char *mlc_st_keep_map(mlc_st_set *s, const char *path, mlc_mmap map) {
+  st_file *nf = mlc_realloc(s->files, (size_t)(s->nfiles + 1) * sizeof *nf);
+  if (!nf)
+    return NULL;
+  s->files = nf;
+  st_file *f = &s->files[s->nfiles];
+  f->path = mlc_strdup(path);
+  if (!f->path)
+    return NULL;
+  f->map = map;
+  s->nfiles++;
+  return f->path;
+}
+
+mlc_status mlc_st_keep_buf(mlc_st_set *s, void *buf) {
+  void **nb = mlc_realloc(s->bufs, (size_t)(s->nbufs + 1) * sizeof *nb);
+  if (!nb) {
+    free(buf);
+    return MLC_ERR_NOMEM;
+  }
+  s->bufs = nb;
+  s->bufs[s->nbufs++] = buf;
   return MLC_OK;
 }

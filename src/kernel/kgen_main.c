@@ -33,6 +33,8 @@ int main(int argc, char **argv) {
           c /= r[s];
         }
       }
+      if (!mlc_kvariant_valid(&d))
+        continue;
       kir_kernel *k = mlc_lower(&d, mlc_tunables_for(KIR_LANG_C));
       mlc_buf_puts(&src, "\n");
       kir_render(k, KIR_LANG_C, &src);

@@ -176,6 +176,8 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
   bool logic = op == KIR_AND || op == KIR_OR;
   if (!logic)
     MLC_ASSERT(a->type == b->type);
+  if (op == KIR_SHR || op == KIR_BITAND)
+    MLC_ASSERT(a->type == KIR_I64);
   kir_type t = (cmp || logic) ? KIR_BOOL : a->type;
   /* constant folding */
   if (a->op == KIR_CONST && b->op == KIR_CONST && a->type == KIR_I64) {
@@ -188,6 +190,8 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
     case KIR_MOD: if (y) return kir_i(k, x % y); break;
     case KIR_MAX: return kir_i(k, x > y ? x : y);
     case KIR_MIN: return kir_i(k, x < y ? x : y);
+    case KIR_SHR: return kir_i(k, x >> y);
+    case KIR_BITAND: return kir_i(k, x & y);
     default: break;
     }
   }
@@ -209,6 +213,7 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
     if (op == KIR_MUL && is_ci(a, 1)) return b;
     if ((op == KIR_MUL || op == KIR_DIV) && is_ci(b, 1)) return a;
     if (op == KIR_MOD && is_ci(b, 1)) return kir_i(k, 0);
+    if (op == KIR_SHR && is_ci(b, 0)) return a;
   } else if (t == KIR_F32) {
     if (op == KIR_MUL && is_cf(a, 1.0)) return b;
     if ((op == KIR_MUL || op == KIR_DIV) && is_cf(b, 1.0)) return a;
@@ -279,6 +284,16 @@ kir_node *kir_store(kir_kernel *k, int buf, kir_node *idx, kir_node *val) {
 }
 kir_node *kir_if(kir_kernel *k, kir_node *c, kir_node *then_, kir_node *else_) {
   kir_node t = {.op = KIR_IF, .src = {c, then_, else_}};
+  return stmt(k, &t);
+}
+
+kir_node *kir_lane(kir_kernel *k) {
+  kir_node t = {.op = KIR_LANE, .type = KIR_I64};
+  return intern(k, &t);
+}
+kir_node *kir_vload(kir_kernel *k, int local, int buf, kir_node *idx) {
+  MLC_ASSERT(local >= 0 && local < k->nbuf && k->bufs[local].local && buf >= 0 && buf < k->nbuf && !k->bufs[buf].local);
+  kir_node t = {.op = KIR_VLOAD, .a = buf, .i = local, .src = {idx}};
   return stmt(k, &t);
 }
 

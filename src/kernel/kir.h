@@ -29,11 +29,14 @@ typedef enum kir_op {
   KIR_FPARAM, /* float param index a */
   KIR_VAR,    /* variable a (loop variable, local scalar, or the grid index 0) */
   KIR_LOAD,   /* buffer a [src0]; float element types load as f32, integer ones as i64 */
+  KIR_LANE,   /* i64: this invocation's lane in [0, kernel lanes) (docs/backends.md) */
   /* binary */
   KIR_ADD, KIR_SUB, KIR_MUL, KIR_DIV, KIR_MOD, KIR_MAX, KIR_MIN,
   KIR_LT, KIR_LE, KIR_EQ, KIR_NE, KIR_AND, KIR_OR,
+  KIR_SHR, KIR_BITAND, /* integer: a >> b (b < 32, a >= 0), a & b (packed quantized weights) */
   /* unary */
   KIR_NEG, KIR_EXP, KIR_LOG, KIR_SQRT, KIR_TANH, KIR_ABS, KIR_ERF, KIR_COS, KIR_SIN, KIR_TOF, KIR_TOI, KIR_NOT,
+  KIR_LANE_SUM, /* f32: the sum of src0 over the lanes of this parallel index, on every lane */
   /* ternary */
   KIR_SELECT, /* src0 ? src1 : src2 */
   /* statements */
@@ -43,10 +46,13 @@ typedef enum kir_op {
   KIR_ASSIGN, /* var a = src0 */
   KIR_STORE,  /* buffer a [src0] = src1 */
   KIR_IF,     /* if src0 then src1 (else src2 if not NULL) */
+  KIR_VLOAD,  /* local array i [0..len) = buffer a [src0 ..], src0 a multiple of len (one wide load) */
   KIR_OP_COUNT
 } kir_op;
 
-typedef enum kir_loop { KIR_LOOP_SERIAL = 0, KIR_LOOP_UNROLL = 1 } kir_loop;
+/* KIR_LOOP_VECTOR: a short loop left rolled so the C compiler's loop vectoriser takes it (a
+ * fully unrolled one is left to SLP, which misses the packed-weight lanes); a plain loop on GPUs */
+typedef enum kir_loop { KIR_LOOP_SERIAL = 0, KIR_LOOP_UNROLL = 1, KIR_LOOP_VECTOR = 2 } kir_loop;
 
 typedef struct kir_node kir_node;
 struct kir_node {
@@ -90,6 +96,8 @@ typedef struct kir_kernel {
   kir_node **intern; /* hash table */
   int intern_cap;
   int nnodes;
+  int block;       /* GPU languages: threads per block (0: the renderer's default) */
+  int lanes;       /* invocations cooperating on one parallel index (0 or 1: one); KIR_LANE, KIR_LANE_SUM */
 } kir_kernel;
 
 kir_kernel *kir_new(const char *name);
@@ -123,6 +131,9 @@ kir_node *kir_local(kir_kernel *k, int var, kir_node *init);
 kir_node *kir_assign(kir_kernel *k, int var, kir_node *val);
 kir_node *kir_store(kir_kernel *k, int buf, kir_node *idx, kir_node *val);
 kir_node *kir_if(kir_kernel *k, kir_node *c, kir_node *then_, kir_node *else_);
+/* lanes (k->lanes > 1): the lane index; local array `local` = buf[idx .. idx + its length) */
+kir_node *kir_lane(kir_kernel *k);
+kir_node *kir_vload(kir_kernel *k, int local, int buf, kir_node *idx);
 
 /* A statement-list builder. */
 typedef struct kir_block {
@@ -136,12 +147,23 @@ kir_node *kir_block_done(kir_kernel *k, kir_block *b);
 void kir_finish(kir_kernel *k, kir_node *body);
 
 /* ---- renderers ---- */
-typedef enum kir_lang { KIR_LANG_C = 0, KIR_LANG_GLSL = 1 } kir_lang;
+typedef enum kir_lang {
+  KIR_LANG_C = 0,
+  KIR_LANG_GLSL = 1,
+  KIR_LANG_OPENCL = 2, /* OpenCL C 1.2 __kernel functions, one parallel index per work-item (render.c) */
+  KIR_LANG_CUDA = 3, /* extern "C" __global__ kernels, one parallel index per thread (render.c) */
+} kir_lang;
 /* Appends the kernel's source in the language to out. For C, emits one function named k->name.
  * For GLSL, emits a whole compute shader (one kernel per shader). */
 void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out);
 /* The prelude every C translation unit of kernels starts with (helpers for f16/bf16). */
 const char *kir_c_prelude(void);
+/* The prelude every CUDA module starts with: the kernel argument struct (mlc_kargs, passed by
+ * value: buffer addresses, ip[16], fp[4], the range [g0, g1)) and the f16/bf16 bit conversions.
+ * The host fills the same layout (src/backend/cuda). */
+const char *kir_cuda_prelude(void);
+/* The prelude every OpenCL program of kernels starts with (bf16 conversion, integer min/max). */
+const char *kir_opencl_prelude(void);
 
 /* Host-side evaluation of an expression with no loads/vars (used by tests). */
 

@@ -10,11 +10,17 @@
 #include "kernel/lower.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "format/quant.h"
 #include <string.h>
 
 static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16};
 static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4};
-const mlc_tunables *mlc_tunables_for(kir_lang lang) { return lang == KIR_LANG_GLSL ? &TUNE_GLSL : &TUNE_C; }
+static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32};
+const mlc_tunables *mlc_tunables_for(kir_lang lang) {
+  return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : &TUNE_C;
+}
 
 /* ---- helpers ---- */
 typedef struct lctx {
@@ -73,6 +79,154 @@ static int dot(lctx *c, kir_block *blk, int A, kir_node *abase, int B, kir_node 
   return res;
 }
 
+/*
+ * Weights as the schedules read them: a plain buffer (f32/f16/bf16, converted by the load), or
+ * packed group-quantized words plus their scale buffer (format/quant.h), dequantized inside the
+ * kernel: (((word >> shift) & mask) - max_int) * scale. No dequantized matrix is materialised.
+ */
+typedef struct wsrc {
+  int buf, sbuf;            /* sbuf: -1 for plain weights */
+  const mlc_qscheme *q;     /* NULL for plain weights */
+  kir_node *K;              /* logical row length */
+  kir_node *N;              /* rows (KN layout: the word array's row stride) */
+} wsrc;
+
+/* Declares the weight buffer of dtype dt (and, when quantized, notes that a scale buffer follows
+ * the kernel's other buffers: call wsrc_scale after declaring them). */
+static wsrc wsrc_new(lctx *c, const char *name, mlc_dtype dt, kir_node *K, kir_node *N) {
+  wsrc w = {.sbuf = -1, .K = K, .N = N};
+  w.q = mlc_qscheme_of(dt);
+  w.buf = kir_buf_arg(c->k, name, w.q ? MLC_U32 : dt, false);
+  return w;
+}
+static void wsrc_scale(lctx *c, wsrc *w, const char *name) {
+  if (w->q)
+    w->sbuf = kir_buf_arg(c->k, name, w->q->model_dtype, false);
+}
+/* dtype of values that accompany a weight of dtype dt (bias): the scheme's model dtype */
+static mlc_dtype companion_dtype(int dt) {
+  const mlc_qscheme *q = mlc_qscheme_of((mlc_dtype)dt);
+  return q ? q->model_dtype : (mlc_dtype)dt;
+}
+static kir_node *qword_idx(lctx *c, const wsrc *w, kir_node *row, kir_node *wi) {
+  if (w->q->kn)
+    return ADD(MUL(wi, w->N), row);
+  kir_node *W = MUL(DIV(ADD(w->K, I(c, w->q->group - 1)), I(c, w->q->group)), I(c, w->q->group / w->q->per_word));
+  return ADD(MUL(row, W), wi);
+}
+static kir_node *qscale_idx(lctx *c, const wsrc *w, kir_node *row, kir_node *k) {
+  kir_node *g = DIV(k, I(c, w->q->group));
+  if (w->q->kn)
+    return ADD(MUL(g, w->N), row);
+  kir_node *G = DIV(ADD(w->K, I(c, w->q->group - 1)), I(c, w->q->group));
+  return ADD(MUL(row, G), g);
+}
+static kir_node *qvalue(lctx *c, const wsrc *w, kir_node *word, kir_node *e) {
+  kir_node *v = kir_bin(c->k, KIR_BITAND, kir_bin(c->k, KIR_SHR, word, MUL(e, I(c, w->q->bits))),
+                        I(c, (1 << w->q->bits) - 1));
+  return kir_un(c->k, KIR_TOF, SUB(v, I(c, w->q->max_int)));
+}
+/* element (row, k) of the weight as f32 */
+static kir_node *wload(lctx *c, const wsrc *w, kir_node *row, kir_node *k) {
+  if (!w->q)
+    return LD(w->buf, ADD(MUL(row, w->K), k));
+  int pw = w->q->per_word;
+  kir_node *word = LD(w->buf, qword_idx(c, w, row, DIV(k, I(c, pw))));
+  return MUL(qvalue(c, w, word, MOD(k, I(c, pw))), LD(w->sbuf, qscale_idx(c, w, row, k)));
+}
+
+/*
+ * dot of weight row `row` with X[xbase .. xbase+K): plain weights use dot(); packed ones loop
+ * over words (one load, one scale per word) with the word's elements unrolled as the lanes.
+ */
+static int wdot(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X, kir_node *xbase, kir_node *K,
+                const char *tag) {
+  if (!w->q)
+    return dot(c, blk, w->buf, MUL(row, w->K), X, xbase, K, tag);
+  kir_kernel *k = c->k;
+  int pw = w->q->per_word;
+  char nm[24];
+  snprintf(nm, sizeof nm, "acc_%s", tag);
+  /* two words per step into two accumulator sets: independent chains for the FMA latency */
+  int acc = kir_buf_local(k, nm, MLC_F32, 2 * pw);
+  int l0 = kir_var(k, "l", KIR_I64);
+  kir_push(blk, kir_for(k, l0, I(c, 0), I(c, 2 * pw), KIR_LOOP_UNROLL, kir_store(k, acc, V(l0), F(c, 0))));
+  int wp = kir_var(k, "wp", KIR_I64);
+  kir_block body = {0};
+  for (int h = 0; h < 2; h++) {
+    kir_node *wi = ADD(MUL(V(wp), I(c, 2)), I(c, h));
+    int word = kir_var(k, "word", KIR_I64), sc = kir_var(k, "sc", KIR_F32), e = kir_var(k, "e", KIR_I64);
+    kir_push(&body, kir_local(k, word, LD(w->buf, qword_idx(c, w, row, wi))));
+    kir_push(&body, kir_local(k, sc, LD(w->sbuf, qscale_idx(c, w, row, MUL(wi, I(c, pw))))));
+    kir_node *xv = LD(X, ADD(xbase, ADD(MUL(wi, I(c, pw)), V(e))));
+    kir_node *slot = ADD(V(e), I(c, h * pw));
+    kir_node *upd = kir_store(k, acc, slot, ADD(LD(acc, slot), MUL(MUL(qvalue(c, w, V(word), V(e)), V(sc)), xv)));
+    kir_push(&body, kir_for(k, e, I(c, 0), I(c, pw), KIR_LOOP_VECTOR, upd));
+  }
+  kir_push(blk, kir_for(k, wp, I(c, 0), DIV(K, I(c, 2 * pw)), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+  snprintf(nm, sizeof nm, "s_%s", tag);
+  int res = kir_var(k, nm, KIR_F32);
+  kir_push(blk, kir_local(k, res, F(c, 0)));
+  int l2 = kir_var(k, "l", KIR_I64);
+  kir_push(blk, kir_for(k, l2, I(c, 0), I(c, 2 * pw), KIR_LOOP_UNROLL, kir_assign(k, res, ADD(V(res), LD(acc, V(l2))))));
+  int t = kir_var(k, "kt", KIR_I64);
+  kir_node *lo = MUL(DIV(K, I(c, 2 * pw)), I(c, 2 * pw));
+  if (!(lo->op == KIR_CONST && K->op == KIR_CONST && lo->i == K->i))
+    kir_push(blk, kir_for(k, t, lo, K, KIR_LOOP_SERIAL,
+                          kir_assign(k, res, ADD(V(res), MUL(wload(c, w, row, V(t)), LD(X, ADD(xbase, V(t))))))));
+  return res;
+}
+
+/*
+ * GEMV with lanes (GPU languages whose tunables set `lanes`; docs/backends.md): the `lanes`
+ * invocations of one output split K; each step a lane loads a 16-byte slice of the weight row
+ * (KIR_VLOAD) and multiplies it with the matching x values; KIR_LANE_SUM combines the partial
+ * sums. For float weights with literal sizes and K a multiple of lanes * slice; 0 otherwise
+ * (the caller keeps the one-invocation schedule). $MLC_NO_LANES disables it (comparisons).
+ */
+static int lane_slice(lctx *c, const wsrc *w) {
+  if (c->tu->lanes <= 1 || c->d->generic || w->q || w->K->op != KIR_CONST || getenv("MLC_NO_LANES"))
+    return 0;
+  mlc_dtype dt = c->k->bufs[w->buf].dtype;
+  int n = dt == MLC_F32 ? 4 : (dt == MLC_F16 || dt == MLC_BF16) ? 8 : 0;
+  return n && w->K->i % (c->tu->lanes * n) == 0 ? n : 0;
+}
+static int wdot_lanes(lctx *c, kir_block *blk, const wsrc *w, int n, kir_node *row, int X, kir_node *xbase,
+                      const char *tag) {
+  kir_kernel *k = c->k;
+  int L = c->tu->lanes;
+  k->lanes = L;
+  char nm[24];
+  snprintf(nm, sizeof nm, "wv_%s", tag);
+  int wv = kir_buf_local(k, nm, MLC_F32, n);
+  snprintf(nm, sizeof nm, "p_%s", tag);
+  int acc = kir_var(k, nm, KIR_F32);
+  kir_push(blk, kir_local(k, acc, F(c, 0)));
+  int kk = kir_var(k, "kk", KIR_I64), e = kir_var(k, "e", KIR_I64);
+  kir_node *base = MUL(ADD(MUL(V(kk), I(c, L)), kir_lane(k)), I(c, n));
+  kir_block body = {0};
+  kir_push(&body, kir_vload(k, wv, w->buf, ADD(MUL(row, w->K), base)));
+  kir_node *upd = kir_assign(k, acc, ADD(V(acc), MUL(LD(wv, V(e)), LD(X, ADD(xbase, ADD(base, V(e)))))));
+  kir_push(&body, kir_for(k, e, I(c, 0), I(c, n), KIR_LOOP_UNROLL, upd));
+  int64_t trips = w->K->i / (L * n);
+  kir_push(blk, kir_for(k, kk, I(c, 0), I(c, trips), trips <= 32 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL,
+                        kir_block_done(k, &body)));
+  snprintf(nm, sizeof nm, "s_%s", tag);
+  int res = kir_var(k, nm, KIR_F32);
+  kir_push(blk, kir_local(k, res, kir_un(k, KIR_LANE_SUM, V(acc))));
+  return res;
+}
+/* wdot, with lanes where the schedule allows */
+static int wdot_any(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X, kir_node *xbase, kir_node *K,
+                    const char *tag) {
+  int n = lane_slice(c, w);
+  return n ? wdot_lanes(c, blk, w, n, row, X, xbase, tag) : wdot(c, blk, w, row, X, xbase, K, tag);
+}
+/* a store that one lane makes when the kernel uses lanes */
+static kir_node *lane0(lctx *c, kir_node *st) {
+  return c->k->lanes > 1 ? kir_if(c->k, kir_bin(c->k, KIR_EQ, kir_lane(c->k), I(c, 0)), st, NULL) : st;
+}
+
 static kir_node *act(lctx *c, int kind, kir_node *x) {
   kir_kernel *k = c->k;
   switch (kind) {
@@ -98,11 +252,12 @@ static void rule_embed(lctx *c) {
   kir_kernel *k = c->k;
   int out = kir_buf_arg(k, "out", MLC_F32, true);    /* [n, H] */
   int ids = kir_buf_arg(k, "ids", MLC_I32, false);   /* [n] */
-  int tab = kir_buf_arg(k, "table", (mlc_dtype)c->d->var[0], false); /* [V, H] */
   kir_node *H = SZ(c, 0), *t = kir_grid(k);
+  wsrc tab = wsrc_new(c, "table", (mlc_dtype)c->d->var[0], H, SZ(c, 1)); /* [V, H] */
+  wsrc_scale(c, &tab, "table_scale");
   int i = kir_var(k, "i", KIR_I64);
   kir_node *row = LD(ids, t);
-  kir_node *st = kir_store(k, out, ADD(MUL(t, H), V(i)), MUL(LD(tab, ADD(MUL(row, H), V(i))), FV(c, 0)));
+  kir_node *st = kir_store(k, out, ADD(MUL(t, H), V(i)), MUL(wload(c, &tab, row, V(i)), FV(c, 0)));
   kir_finish(k, kir_for(k, i, I(c, 0), H, KIR_LOOP_SERIAL, st));
 }
 
@@ -173,21 +328,22 @@ static void rule_matmul(lctx *c) {
   bool bias = d->var[1], expert = d->var[2], cap = d->var[3];
   int out = kir_buf_arg(k, "out", MLC_F32, true);                 /* [R, N] */
   int x = kir_buf_arg(k, "x", MLC_F32, false);                    /* [R / in_div, K] */
-  int w = kir_buf_arg(k, "w", (mlc_dtype)d->var[0], false);       /* [N, K] or [E * N, K] */
-  int bb = bias ? kir_buf_arg(k, "bias", (mlc_dtype)d->var[0], false) : -1; /* [N] */
-  int ids = expert ? kir_buf_arg(k, "ids", MLC_I32, false) : -1;  /* [R] */
   kir_node *N = SZ(c, 0), *K = SZ(c, 1), *xs = SZ(c, 3), *j = kir_grid(k);
+  wsrc w = wsrc_new(c, "w", (mlc_dtype)d->var[0], K, SZ(c, 4));    /* [N, K] or [E * N, K] */
+  int bb = bias ? kir_buf_arg(k, "bias", companion_dtype(d->var[0]), false) : -1; /* [N] */
+  int ids = expert ? kir_buf_arg(k, "ids", MLC_I32, false) : -1;  /* [R] */
+  wsrc_scale(c, &w, "w_scale");
   int r = kir_var(k, "r", KIR_I64);
   kir_node *xrow = expert ? DIV(V(r), SZ(c, 2)) : V(r);
   kir_node *wrow = expert ? ADD(MUL(LD(ids, V(r)), N), j) : j;
   kir_block body = {0};
-  int s = dot(c, &body, w, MUL(wrow, K), x, MUL(xrow, xs), K, "d");
+  int s = wdot_any(c, &body, &w, wrow, x, MUL(xrow, xs), K, "d");
   kir_node *y = V(s);
   if (bias)
     y = ADD(y, LD(bb, j));
   if (cap)
     y = softcap(c, y, FV(c, 0));
-  kir_push(&body, kir_store(k, out, ADD(MUL(V(r), N), j), y));
+  kir_push(&body, lane0(c, kir_store(k, out, ADD(MUL(V(r), N), j), y)));
   kir_finish(k, kir_for(k, r, I(c, 0), DYN(c, 0), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
 }
 
@@ -198,18 +354,20 @@ static void rule_gated(lctx *c) {
   bool expert = d->var[2];
   int out = kir_buf_arg(k, "out", MLC_F32, true);                 /* [R, F] */
   int x = kir_buf_arg(k, "x", MLC_F32, false);                    /* [R / in_div, K] */
-  int wg = kir_buf_arg(k, "wg", (mlc_dtype)d->var[0], false);     /* [E * rows_per_expert, K] */
-  int wu = kir_buf_arg(k, "wu", (mlc_dtype)d->var[0], false);
-  int ids = expert ? kir_buf_arg(k, "ids", MLC_I32, false) : -1;
   kir_node *Fd = SZ(c, 0), *K = SZ(c, 1), *upoff = SZ(c, 3), *rpe = SZ(c, 4), *xs = SZ(c, 5);
+  wsrc wg = wsrc_new(c, "wg", (mlc_dtype)d->var[0], K, SZ(c, 6)); /* [E * rows_per_expert, K] */
+  wsrc wu = wsrc_new(c, "wu", (mlc_dtype)d->var[0], K, SZ(c, 7));
+  int ids = expert ? kir_buf_arg(k, "ids", MLC_I32, false) : -1;
+  wsrc_scale(c, &wg, "wg_scale");
+  wsrc_scale(c, &wu, "wu_scale");
   kir_node *j = kir_grid(k);
   int r = kir_var(k, "r", KIR_I64);
   kir_node *xrow = expert ? DIV(V(r), SZ(c, 2)) : V(r);
   kir_node *ebase = expert ? MUL(LD(ids, V(r)), rpe) : I(c, 0);
   kir_block body = {0};
-  int sg = dot(c, &body, wg, MUL(ADD(ebase, j), K), x, MUL(xrow, xs), K, "g");
-  int su = dot(c, &body, wu, MUL(ADD(ADD(ebase, upoff), j), K), x, MUL(xrow, xs), K, "u");
-  kir_push(&body, kir_store(k, out, ADD(MUL(V(r), Fd), j), MUL(act(c, d->var[1], V(sg)), V(su))));
+  int sg = wdot_any(c, &body, &wg, ADD(ebase, j), x, MUL(xrow, xs), K, "g");
+  int su = wdot_any(c, &body, &wu, ADD(ADD(ebase, upoff), j), x, MUL(xrow, xs), K, "u");
+  kir_push(&body, lane0(c, kir_store(k, out, ADD(MUL(V(r), Fd), j), MUL(act(c, d->var[1], V(sg)), V(su)))));
   kir_finish(k, kir_for(k, r, I(c, 0), DYN(c, 0), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
 }
 
@@ -237,11 +395,13 @@ static void rule_softcap(lctx *c) {
 /* out = f32(W).  grid: rows */
 static void rule_dequant(lctx *c) {
   kir_kernel *k = c->k;
-  int out = kir_buf_arg(k, "out", MLC_F32, true), w = kir_buf_arg(k, "w", (mlc_dtype)c->d->var[0], false);
+  int out = kir_buf_arg(k, "out", MLC_F32, true);
   kir_node *C = SZ(c, 0);
+  wsrc w = wsrc_new(c, "w", (mlc_dtype)c->d->var[0], C, SZ(c, 1));
+  wsrc_scale(c, &w, "w_scale");
   int i = kir_var(k, "i", KIR_I64);
   kir_node *idx = ADD(MUL(kir_grid(k), C), V(i));
-  kir_finish(k, kir_for(k, i, I(c, 0), C, KIR_LOOP_SERIAL, kir_store(k, out, idx, LD(w, idx))));
+  kir_finish(k, kir_for(k, i, I(c, 0), C, KIR_LOOP_SERIAL, kir_store(k, out, idx, wload(c, &w, kir_grid(k), V(i)))));
 }
 
 /*
@@ -512,16 +672,31 @@ void mlc_kdesc_key(const mlc_kdesc *d, char *buf, size_t n) {
 void mlc_kvariant_ranges(mlc_opkind kind, int r[MLC_KVARS]) {
   memset(r, 0, sizeof(int) * MLC_KVARS);
   switch (kind) {
-  case MLC_OP_EMBED: r[0] = 3; break;                         /* table dtype */
+  case MLC_OP_EMBED: r[0] = MLC_DTYPE_COUNT; break;           /* table dtype (float or packed) */
   case MLC_OP_RMSNORM:
   case MLC_OP_ADD_RMSNORM: r[0] = 3; r[1] = 2; break;         /* w dtype, add_one */
-  case MLC_OP_MATMUL: r[0] = 3; r[1] = 2; r[2] = 2; r[3] = 2; break; /* dtype, bias, experts, softcap */
-  case MLC_OP_GATED_MATMUL: r[0] = 3; r[1] = 3; r[2] = 2; break;     /* dtype, act, experts */
+  case MLC_OP_MATMUL: r[0] = MLC_DTYPE_COUNT; r[1] = 2; r[2] = 2; r[3] = 2; break; /* dtype, bias, experts, softcap */
+  case MLC_OP_GATED_MATMUL: r[0] = MLC_DTYPE_COUNT; r[1] = 3; r[2] = 2; break;     /* dtype, act, experts */
   case MLC_OP_ACT_MUL: r[0] = 3; break;                       /* act */
-  case MLC_OP_DEQUANT: r[0] = 3; break;                       /* stored dtype */
+  case MLC_OP_DEQUANT: r[0] = MLC_DTYPE_COUNT; break;         /* stored dtype */
   case MLC_OP_ATTENTION: r[0] = 2; break;                     /* softcap */
   case MLC_OP_MOE_ROUTE: r[0] = 2; break;                     /* renormalise */
   default: break;
+  }
+}
+
+bool mlc_kvariant_valid(const mlc_kdesc *d) {
+  switch (d->kind) {
+  case MLC_OP_EMBED:
+  case MLC_OP_MATMUL:
+  case MLC_OP_GATED_MATMUL:
+  case MLC_OP_DEQUANT: {
+    /* weight dtype slot: the float types and the packed ones, not the integer types */
+    mlc_dtype dt = (mlc_dtype)d->var[0];
+    return dt == MLC_F32 || dt == MLC_F16 || dt == MLC_BF16 || mlc_dtype_is_quant(dt);
+  }
+  default:
+    return true;
   }
 }
 
@@ -536,6 +711,7 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
     snprintf(name, sizeof name, "k_%s_%016llx", mlc_op_name(d->kind), (unsigned long long)h);
   }
   kir_kernel *k = kir_new(name);
+  k->block = tu->block;
   lctx c = {.k = k, .d = d, .tu = tu};
   switch (d->kind) {
   case MLC_OP_EMBED: rule_embed(&c); break;
@@ -557,6 +733,27 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
   default: mlc_abort(__FILE__, __LINE__, "no schedule rule for op %d", d->kind);
   }
   return k;
+}
+
+int mlc_kdesc_quant(const mlc_graph *g, const mlc_op *o, mlc_kdesc *d, int *bufs, int nb) {
+  int w[2] = {-1, -1}, slot[2] = {-1, -1};
+  switch (o->kind) {
+  case MLC_OP_EMBED: w[0] = o->in[1], slot[0] = 1; break;
+  case MLC_OP_MATMUL: w[0] = o->in[1], slot[0] = 4; break;
+  case MLC_OP_GATED_MATMUL: w[0] = o->in[1], w[1] = o->in[2], slot[0] = 6, slot[1] = 7; break;
+  case MLC_OP_DEQUANT: w[0] = o->in[0], slot[0] = 1; break;
+  default: return nb;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (w[i] < 0 || !mlc_dtype_is_quant(g->t[w[i]].dtype))
+      continue;
+    const mlc_tensor *t = &g->t[w[i]];
+    MLC_ASSERT(t->scale_tensor >= 0 && nb < KIR_MAX_BUFS);
+    bufs[nb++] = t->scale_tensor;
+    if (mlc_qscheme_of(t->dtype)->kn)
+      d->size[slot[i]] = t->rows.c; /* the transposed arrays' row stride */
+  }
+  return nb;
 }
 
 int mlc_kdesc_nbufs(const mlc_kdesc *d) {

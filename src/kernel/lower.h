@@ -34,6 +34,8 @@ typedef struct mlc_kdesc {
 typedef struct mlc_tunables {
   int dot_lanes;   /* independent accumulators in a dot product (the SIMD width in floats) */
   int unroll_max;  /* longest loop the schedule fully unrolls */
+  int block;       /* GPU languages: threads per block (kir_kernel.block); 0: the renderer's default */
+  int lanes;       /* lanes a GEMV schedule may give one output (kir_kernel.lanes); 0/1: none */
 } mlc_tunables;
 const mlc_tunables *mlc_tunables_for(kir_lang lang);
 
@@ -43,8 +45,15 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu);
 void mlc_kdesc_key(const mlc_kdesc *d, char *buf, size_t n);
 /* For kgen: the number of values each variant slot takes for this op kind (0: slot unused). */
 void mlc_kvariant_ranges(mlc_opkind kind, int ranges[MLC_KVARS]);
+/* For kgen: false for combinations inside the ranges that name no kernel (a weight-dtype slot
+ * holding an integer dtype). */
+bool mlc_kvariant_valid(const mlc_kdesc *d);
 /* Whether ops of this kind run a kernel (collectives move data between ranks instead). */
 bool mlc_op_has_kernel(mlc_opkind kind);
+/* Launch records of ops reading packed quantized weights (embed, matmul, gated_matmul,
+ * dequant): appends each such weight's scale tensor to bufs (the kernels declare the scale
+ * buffers last) and sets the KN layout's row counts; returns the new buffer count. */
+int mlc_kdesc_quant(const mlc_graph *g, const mlc_op *o, mlc_kdesc *d, int *bufs, int nb);
 /* Number of external buffers the kernel of this kind takes (for the given variant). */
 int mlc_kdesc_nbufs(const mlc_kdesc *d);
 

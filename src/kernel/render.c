@@ -1,8 +1,8 @@
 /*
  * render.c: one C-like emitter for every kernel language, driven by a per-language table
  * (type names, literals, math functions, load/store forms, the kernel header). C is the CPU
- * language; GLSL compute proves the IR is not shaped around C (compiled by glslangValidator in
- * the tests, and the start of the Vulkan backend).
+ * language; GLSL compute is the Vulkan backend's, OpenCL C 1.2 the OpenCL backend's (their
+ * argument conventions: docs/backends.md).
  */
 #include "kernel/kir.h"
 
@@ -24,6 +24,11 @@ static const lang_table LANGS[] = {
                     "#pragma GCC unroll 16", true},
     [KIR_LANG_GLSL] = {"float", "int", "bool", "exp", "log", "sqrt", "tanh", "abs", "mlc_erf",
                        "cos", "sin", "max", "min", "max", "min", "float(%s)", "int(%s)", NULL, false},
+    [KIR_LANG_CUDA] = {"float", "long long", "bool", "expf", "logf", "sqrtf", "tanhf", "fabsf", "erff",
+                       "cosf", "sinf", "fmaxf", "fminf", "MLC_IMAX", "MLC_IMIN", "(float)(%s)", "(long long)(%s)",
+                       "#pragma unroll", true},
+    [KIR_LANG_OPENCL] = {"float", "long", "bool", "exp", "log", "sqrt", "tanh", "fabs", "erf", "cos", "sin",
+                         "fmax", "fmin", "max", "min", "(float)(%s)", "(long)(%s)", "#pragma unroll", true},
 };
 
 static const char *C_PRELUDE =
@@ -45,6 +50,31 @@ static const char *C_PRELUDE =
 
 const char *kir_c_prelude(void) { return C_PRELUDE; }
 
+/* CUDA: no headers (NVRTC compiles it without the toolkit's include directory); 16-bit floats are
+ * converted by bits (f16 with the cvt instruction), arithmetic is f32. */
+static const char *CUDA_PRELUDE =
+    "struct mlc_kargs { unsigned long long b[16]; long long ip[16]; float fp[4]; long long g0, g1; };\n"
+    "#define MLC_IMAX(a, b) ((a) > (b) ? (a) : (b))\n"
+    "#define MLC_IMIN(a, b) ((a) < (b) ? (a) : (b))\n"
+    "#ifndef INFINITY\n#define INFINITY __int_as_float(0x7f800000)\n#endif\n"
+    "static __device__ __forceinline__ float mlc_h2f(unsigned short h) {\n"
+    "  float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h)); return f;\n"
+    "}\n"
+    "static __device__ __forceinline__ float mlc_bf2f(unsigned short h) { return __uint_as_float((unsigned)h << 16); }\n"
+    "struct alignas(16) mlc_v16 { unsigned int w[4]; };\n"
+    "/* the sum over the 32 lanes of a warp (kernels with lanes: one parallel index per warp) */\n"
+    "static __device__ __forceinline__ float mlc_lane_sum(float v) {\n"
+    "#pragma unroll\n"
+    "  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);\n"
+    "  return v;\n"
+    "}\n";
+
+const char *kir_cuda_prelude(void) { return CUDA_PRELUDE; }
+
+/* OpenCL C 1.2: f16 is read with vload_half (core; no cl_khr_fp16 needed), bf16 by a shift. */
+static const char *OPENCL_PRELUDE = "inline float mlc_bf2f(ushort h) { return as_float((uint)h << 16); }\n";
+const char *kir_opencl_prelude(void) { return OPENCL_PRELUDE; }
+
 typedef struct rctx {
   const kir_kernel *k;
   const lang_table *L;
@@ -56,7 +86,7 @@ typedef struct rctx {
 /* GLSL reserves words like `out`: buffers are prefixed there. */
 static const char *bname(const rctx *r, const kir_buf *b) {
   static _Thread_local char nm[40];
-  if (r->lang == KIR_LANG_C)
+  if (r->lang != KIR_LANG_GLSL)
     return b->name;
   snprintf(nm, sizeof nm, "b_%s", b->name);
   return nm;
@@ -72,10 +102,12 @@ static const char *type_name(rctx *r, kir_type t) {
 }
 
 static void expr(rctx *r, const kir_node *n);
+static const char *c_elem(mlc_dtype dt);
+static const char *cuda_elem(mlc_dtype dt);
 
 static void fconst(rctx *r, double v) {
   if (isinf(v)) {
-    if (r->lang == KIR_LANG_C)
+    if (r->lang != KIR_LANG_GLSL)
       mlc_buf_puts(r->out, v > 0 ? "INFINITY" : "(-INFINITY)");
     else
       mlc_buf_puts(r->out, v > 0 ? "uintBitsToFloat(0x7f800000u)" : "uintBitsToFloat(0xff800000u)");
@@ -92,10 +124,34 @@ static void fconst(rctx *r, double v) {
   mlc_buf_puts(r->out, v < 0 ? ")" : "");
 }
 
+/* The index of an element of buffer bi. GLSL binds each buffer at an offset rounded down to
+ * the device's minStorageBufferOffsetAlignment; the remainder (bytes) is mlc_bo[k] of the params
+ * block, added here in elements of the buffer's type (uint words hold two 16-bit values). */
+static void index_of(rctx *r, int bi, const kir_node *idx) {
+  const kir_buf *b = &r->k->bufs[bi];
+  if (r->lang != KIR_LANG_GLSL || b->local) {
+    expr(r, idx);
+    return;
+  }
+  int ext = 0;
+  for (int i = 0; i < bi; i++)
+    ext += !r->k->bufs[i].local;
+  int sz = (int)mlc_dtype_size(b->dtype);
+  mlc_buf_puts(r->out, "(");
+  expr(r, idx);
+  mlc_buf_printf(r->out, " + (mlc_bo[%d] >> %d))", ext, sz >= 4 ? 2 : sz == 2 ? 1 : 0);
+}
+
 static void load(rctx *r, const kir_node *n) {
   const kir_buf *b = &r->k->bufs[n->a];
   mlc_buf *o = r->out;
-  if (b->local || b->dtype == MLC_F32 || r->lang == KIR_LANG_C) {
+  if (!b->local && b->dtype == MLC_F16 && r->lang == KIR_LANG_OPENCL) {
+    mlc_buf_puts(o, "vload_half(");
+    index_of(r, n->a, n->src[0]);
+    mlc_buf_printf(o, ", %s)", bname(r, b));
+    return;
+  }
+  if (b->local || b->dtype == MLC_F32 || r->lang != KIR_LANG_GLSL) {
     if (!b->local && b->dtype == MLC_F16)
       mlc_buf_puts(o, "mlc_h2f(");
     else if (!b->local && b->dtype == MLC_BF16)
@@ -105,7 +161,7 @@ static void load(rctx *r, const kir_node *n) {
     else
       mlc_buf_puts(o, "(");
     mlc_buf_printf(o, "%s[", bname(r, b));
-    expr(r, n->src[0]);
+    index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, "])");
     return;
   }
@@ -113,21 +169,21 @@ static void load(rctx *r, const kir_node *n) {
   switch (b->dtype) {
   case MLC_F16:
     mlc_buf_printf(o, "unpackHalf2x16(%s[(", bname(r, b));
-    expr(r, n->src[0]);
+    index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, ") >> 1])[(");
-    expr(r, n->src[0]);
+    index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, ") & 1]");
     break;
   case MLC_BF16:
     mlc_buf_printf(o, "uintBitsToFloat(((%s[(", bname(r, b));
-    expr(r, n->src[0]);
+    index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, ") >> 1] >> (((");
-    expr(r, n->src[0]);
+    index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, ") & 1) * 16)) & 0xffffu) << 16)");
     break;
   default:
     mlc_buf_printf(o, "int(%s[", bname(r, b));
-    expr(r, n->src[0]);
+    index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, "])");
     break;
   }
@@ -142,14 +198,18 @@ static void expr(rctx *r, const kir_node *n) {
       fconst(r, n->f);
     else if (r->lang == KIR_LANG_C)
       mlc_buf_printf(o, "INT64_C(%lld)", (long long)n->i);
+    else if (r->lang == KIR_LANG_CUDA)
+      mlc_buf_printf(o, "%lldLL", (long long)n->i);
+    else if (r->lang == KIR_LANG_OPENCL)
+      mlc_buf_printf(o, "%lldL", (long long)n->i);
     else
       mlc_buf_printf(o, "%lld", (long long)n->i);
     return;
-  case KIR_IPARAM:
-    mlc_buf_printf(o, "ip[%d]", n->a);
+  case KIR_IPARAM: /* CUDA: straight from the by-value argument struct (no pointer into param space) */
+    mlc_buf_printf(o, r->lang == KIR_LANG_CUDA ? "mlc_A.ip[%d]" : "ip[%d]", n->a);
     return;
   case KIR_FPARAM:
-    mlc_buf_printf(o, "fp[%d]", n->a);
+    mlc_buf_printf(o, r->lang == KIR_LANG_CUDA ? "mlc_A.fp[%d]" : "fp[%d]", n->a);
     return;
   case KIR_VAR:
     mlc_buf_printf(o, "%s_%d", r->k->var_name[n->a], n->a);
@@ -157,13 +217,21 @@ static void expr(rctx *r, const kir_node *n) {
   case KIR_LOAD:
     load(r, n);
     return;
+  case KIR_LANE:
+    mlc_buf_puts(o, r->lang == KIR_LANG_CUDA ? "mlc_lane" : r->lang == KIR_LANG_C ? "INT64_C(0)" : "0");
+    return;
+  case KIR_LANE_SUM: /* one lane per index outside CUDA (kir_kernel.lanes stays 1 there) */
+    mlc_buf_puts(o, r->lang == KIR_LANG_CUDA ? "mlc_lane_sum(" : "(");
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ")");
+    return;
   default:
     break;
   }
   static const char *binop[KIR_OP_COUNT] = {
       [KIR_ADD] = "+", [KIR_SUB] = "-", [KIR_MUL] = "*", [KIR_DIV] = "/", [KIR_MOD] = "%",
       [KIR_LT] = "<",  [KIR_LE] = "<=", [KIR_EQ] = "==", [KIR_NE] = "!=", [KIR_AND] = "&&",
-      [KIR_OR] = "||"};
+      [KIR_OR] = "||", [KIR_SHR] = ">>", [KIR_BITAND] = "&"};
   if (binop[n->op]) {
     mlc_buf_puts(o, "(");
     expr(r, n->src[0]);
@@ -184,7 +252,7 @@ static void expr(rctx *r, const kir_node *n) {
   case KIR_ERF: fn = L->erf; break;
   case KIR_COS: fn = L->cos; break;
   case KIR_SIN: fn = L->sin; break;
-  case KIR_ABS: fn = isf ? L->fabs : "abs"; break;
+  case KIR_ABS: fn = isf ? L->fabs : r->lang == KIR_LANG_CUDA ? "llabs" : "abs"; break;
   default: break;
   }
   if (fn) {
@@ -246,6 +314,10 @@ static void stmt(rctx *r, const kir_node *n) {
       ind(r);
       mlc_buf_printf(o, "%s\n", r->L->unroll);
     }
+    if (n->i == KIR_LOOP_VECTOR && r->lang == KIR_LANG_C) {
+      ind(r);
+      mlc_buf_puts(o, "#pragma GCC unroll 1\n");
+    }
     ind(r);
     mlc_buf_printf(o, "for (%s %s_%d = ", type_name(r, KIR_I64), vn, n->a);
     expr(r, n->src[0]);
@@ -276,13 +348,46 @@ static void stmt(rctx *r, const kir_node *n) {
     MLC_ASSERT(b->local || b->dtype == MLC_F32 || b->dtype == MLC_I32);
     ind(r);
     mlc_buf_printf(o, "%s[", bname(r, b));
-    expr(r, n->src[0]);
+    index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, "] = ");
     if (b->dtype == MLC_I32)
-      mlc_buf_puts(o, r->lang == KIR_LANG_C ? "(int32_t)" : "int");
+      mlc_buf_puts(o, r->lang == KIR_LANG_C ? "(int32_t)" : r->lang == KIR_LANG_GLSL ? "int" : "(int)");
     mlc_buf_puts(o, "(");
     expr(r, n->src[1]);
     mlc_buf_puts(o, ");\n");
+    return;
+  }
+  case KIR_VLOAD: {
+    /* CUDA: one 16-byte load when the slice is 16 bytes; else element by element */
+    const kir_buf *b = &k->bufs[n->a], *L = &k->bufs[n->i];
+    size_t es = mlc_dtype_size(b->dtype);
+    const char *conv = b->dtype == MLC_F16 ? "mlc_h2f" : b->dtype == MLC_BF16 ? "mlc_bf2f" : "";
+    const char *et = r->lang == KIR_LANG_CUDA ? cuda_elem(b->dtype) : c_elem(b->dtype);
+    MLC_ASSERT(r->lang != KIR_LANG_GLSL);
+    ind(r);
+    mlc_buf_puts(o, "{\n");
+    r->indent++;
+    ind(r);
+    if (r->lang == KIR_LANG_CUDA && es * (size_t)L->local_len == 16)
+      mlc_buf_printf(o, "const mlc_v16 mlc_v = *(const mlc_v16 *)(%s + ", bname(r, b));
+    else
+      mlc_buf_printf(o, "const %s *mlc_e = (%s + ", et, bname(r, b));
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ");\n");
+    if (r->lang == KIR_LANG_CUDA && es * (size_t)L->local_len == 16) {
+      ind(r);
+      mlc_buf_printf(o, "const %s *mlc_e = (const %s *)&mlc_v;\n", et, et);
+    }
+    if (r->L->unroll) {
+      ind(r);
+      mlc_buf_printf(o, "%s\n", r->L->unroll);
+    }
+    ind(r);
+    mlc_buf_printf(o, "for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[mlc_i] = %s(mlc_e[mlc_i]);\n", (long long)L->local_len,
+                   bname(r, L), conv);
+    r->indent--;
+    ind(r);
+    mlc_buf_puts(o, "}\n");
     return;
   }
   case KIR_IF:
@@ -372,13 +477,13 @@ static void render_glsl(rctx *r) {
                    binding, et, bname(r, b));
     binding++;
   }
-  mlc_buf_printf(o, "layout(std430, binding = %d) readonly buffer IParams { int ip[]; };\n", binding);
-  mlc_buf_printf(o, "layout(std430, binding = %d) readonly buffer FParams { float fp[]; };\n", binding + 1);
-  mlc_buf_puts(o, "layout(push_constant) uniform Range { int g0; int g1; } range;\n");
+  /* params: one block at a fixed binding after the largest buffer list (src/backend/vulkan) */
+  mlc_buf_printf(o, "layout(std430, binding = %d) readonly buffer Params { int ip[16]; float fp[4]; int mlc_g0; int mlc_g1; "
+                 "int mlc_bo[%d]; };\n", KIR_MAX_BUFS, KIR_MAX_BUFS);
   mlc_buf_puts(o, GLSL_ERF);
   mlc_buf_puts(o, "void main() {\n");
-  mlc_buf_printf(o, "  int %s_0 = range.g0 + int(gl_GlobalInvocationID.x);\n", k->var_name[0]);
-  mlc_buf_printf(o, "  if (%s_0 >= range.g1) return;\n", k->var_name[0]);
+  mlc_buf_printf(o, "  int %s_0 = mlc_g0 + int(gl_GlobalInvocationID.x);\n", k->var_name[0]);
+  mlc_buf_printf(o, "  if (%s_0 >= mlc_g1) return;\n", k->var_name[0]);
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
     if (b->local)
@@ -390,10 +495,125 @@ static void render_glsl(rctx *r) {
   mlc_buf_puts(o, "}\n");
 }
 
+static const char *cuda_elem(mlc_dtype dt) {
+  switch (dt) {
+  case MLC_F32: return "float";
+  case MLC_F16:
+  case MLC_BF16: return "unsigned short";
+  case MLC_I32: return "int";
+  case MLC_U32: return "unsigned int";
+  case MLC_I8: return "signed char";
+  case MLC_U8: return "unsigned char";
+  case MLC_I64: return "long long";
+  default: return "void";
+  }
+}
+
+/* CUDA: the parallel range is a grid of 1-D blocks, one index per thread (blockDim.x threads a
+ * block, at most k->block: __launch_bounds__; the device launches with that size). Arguments come
+ * as one mlc_kargs struct by value (kir_cuda_prelude). */
+static void render_cuda(rctx *r) {
+  const kir_kernel *k = r->k;
+  mlc_buf *o = r->out;
+  int block = k->block > 0 ? k->block : 128;
+  if (k->lanes > 1) {
+    /* the device reads this marker: it launches grid * lanes threads */
+    MLC_ASSERT(k->lanes == 32 && block % 32 == 0);
+    mlc_buf_printf(o, "/* mlc_lanes=%d */\n", k->lanes);
+  }
+  mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mlc_kargs mlc_A) {\n", block, k->name);
+  if (k->lanes > 1) {
+    mlc_buf_puts(o, "  const long long mlc_t = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n");
+    mlc_buf_printf(o, "  const long long mlc_lane = mlc_t %% %d;\n", k->lanes);
+    mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + mlc_t / %d;\n", k->var_name[0], k->lanes);
+  } else {
+    mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + (long long)blockIdx.x * blockDim.x + threadIdx.x;\n", k->var_name[0]);
+  }
+  mlc_buf_printf(o, "  if (%s_0 >= mlc_A.g1) return;\n", k->var_name[0]);
+  int ext = 0;
+  for (int i = 0; i < k->nbuf; i++) {
+    const kir_buf *b = &k->bufs[i];
+    if (b->local)
+      continue;
+    mlc_buf_printf(o, "  %s%s *__restrict__ %s = (%s%s *)mlc_A.b[%d];\n", b->write ? "" : "const ", cuda_elem(b->dtype),
+                   b->name, b->write ? "" : "const ", cuda_elem(b->dtype), ext++);
+  }
+  for (int i = 0; i < k->nbuf; i++) {
+    const kir_buf *b = &k->bufs[i];
+    if (b->local)
+      mlc_buf_printf(o, "  %s %s[%lld];\n", cuda_elem(b->dtype), b->name, (long long)b->local_len);
+  }
+  r->indent = 1;
+  stmt(r, k->body);
+  mlc_buf_puts(o, "}\n");
+}
+
+static const char *opencl_elem(mlc_dtype dt) {
+  switch (dt) {
+  case MLC_F32: return "float";
+  case MLC_F16: return "half"; /* read only through vload_half */
+  case MLC_BF16: return "ushort";
+  case MLC_I32: return "int";
+  case MLC_U32: return "uint";
+  case MLC_I8: return "char";
+  case MLC_U8: return "uchar";
+  case MLC_I64: return "long";
+  default: return "void";
+  }
+}
+
+/* OpenCL C: one __kernel per kernel; each buffer is a (pointer, byte offset) argument pair (so a
+ * view needs no aligned sub-buffer), then ip[16] and fp[4] as scalar arguments, then the range
+ * [g0, g1). One work-item per index; the host rounds the global size up to its work-group size. */
+static void render_opencl(rctx *r) {
+  const kir_kernel *k = r->k;
+  mlc_buf *o = r->out;
+  mlc_buf_printf(o, "__kernel void %s(", k->name);
+  int ext = 0;
+  for (int i = 0; i < k->nbuf; i++)
+    if (!k->bufs[i].local) {
+      mlc_buf_printf(o, "__global %s%s *mlc_b%d, long mlc_o%d, ", k->bufs[i].write ? "" : "const ",
+                     opencl_elem(k->bufs[i].dtype), ext, ext);
+      ext++;
+    }
+  for (int i = 0; i < 16; i++)
+    mlc_buf_printf(o, "long ip%d, ", i);
+  for (int i = 0; i < 4; i++)
+    mlc_buf_printf(o, "float fp%d, ", i);
+  mlc_buf_puts(o, "long mlc_g0, long mlc_g1) {\n");
+  mlc_buf_printf(o, "  const long %s_0 = mlc_g0 + (long)get_global_id(0);\n", k->var_name[0]);
+  mlc_buf_printf(o, "  if (%s_0 >= mlc_g1) return;\n", k->var_name[0]);
+  mlc_buf_puts(o, "  const long ip[16] = {ip0, ip1, ip2, ip3, ip4, ip5, ip6, ip7, ip8, ip9, ip10, ip11, ip12, ip13, ip14, ip15};\n");
+  mlc_buf_puts(o, "  const float fp[4] = {fp0, fp1, fp2, fp3};\n  (void)ip; (void)fp;\n");
+  ext = 0;
+  for (int i = 0; i < k->nbuf; i++) {
+    const kir_buf *b = &k->bufs[i];
+    if (b->local)
+      continue;
+    const char *c = b->write ? "" : "const ", *t = opencl_elem(b->dtype);
+    mlc_buf_printf(o, "  __global %s%s *restrict %s = (__global %s%s *)((__global %schar *)mlc_b%d + mlc_o%d);\n", c, t,
+                   bname(r, b), c, t, c, ext, ext);
+    ext++;
+  }
+  for (int i = 0; i < k->nbuf; i++) {
+    const kir_buf *b = &k->bufs[i];
+    if (b->local)
+      mlc_buf_printf(o, "  %s %s[%lld];\n", opencl_elem(b->dtype), b->name, (long long)b->local_len);
+  }
+  r->indent = 1;
+  stmt(r, k->body);
+  mlc_buf_puts(o, "}\n");
+}
+
 void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
   rctx r = {.k = k, .L = &LANGS[lang], .lang = lang, .out = out};
+  MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA); /* lanes are rendered for CUDA only so far */
   if (lang == KIR_LANG_C)
     render_c(&r);
+  else if (lang == KIR_LANG_CUDA)
+    render_cuda(&r);
+  else if (lang == KIR_LANG_OPENCL)
+    render_opencl(&r);
   else
     render_glsl(&r);
 }

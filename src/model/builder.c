@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/quant.h"
 #include "kernel/lower.h"
 #include "model/arch.h"
 
@@ -79,6 +80,26 @@ static const void *gather_row_windows(mlc_builder *b, const mlc_st_tensor *t, si
   return dst;
 }
 
+/* A packed group-quantized weight (MLC packages, format/quant.h): the words as the weight
+ * tensor [rows, cols] (logical f32 shape) and the group scales as a second weight tensor it
+ * names in scale_tensor. Kernels dequantize on the fly. */
+static int quant_weight(mlc_builder *b, const mlc_st_tensor *t, const char *name, int64_t rows, int64_t cols) {
+  const mlc_qscheme *q = mlc_qscheme_of(t->dtype);
+  if (!cols || !q) {
+    b->g->status = mlc_err(MLC_ERR_FORMAT, "%s: tensor '%s': a quantized tensor must be 2-D", t->file, name);
+    return -1;
+  }
+  int w = mlc_g_tensor(b->g, name, MLC_T_WEIGHT, t->dtype, mlc_sym_c(rows), cols);
+  b->g->t[w].data = t->data;
+  char sn[128];
+  snprintf(sn, sizeof sn, "scale(%.80s)", name);
+  int64_t G = mlc_q_groups(q, cols);
+  int s = mlc_g_tensor(b->g, sn, MLC_T_WEIGHT, q->model_dtype, mlc_sym_c(q->kn ? G : rows), q->kn ? rows : G);
+  b->g->t[s].data = t->scale;
+  b->g->t[w].scale_tensor = s;
+  return w;
+}
+
 static int weight_v(mlc_builder *b, bool optional, int64_t rows, int64_t cols, const char *fmt, va_list ap) {
   char name[256];
   vsnprintf(name, sizeof name, fmt, ap);
@@ -102,6 +123,14 @@ static int weight_v(mlc_builder *b, bool optional, int64_t rows, int64_t cols, c
   if (st != MLC_OK) {
     b->g->status = st;
     return -1;
+  }
+  if (mlc_dtype_is_quant(t->dtype)) {
+    if (rule != SH_NONE) {
+      b->g->status = mlc_err(MLC_ERR_UNSUPPORTED, "%s: tensor '%s': tensor parallelism over quantized (%s) weights is not supported",
+                             t->file, name, mlc_dtype_name(t->dtype));
+      return -1;
+    }
+    return quant_weight(b, t, name, rows, cols);
   }
   if (t->dtype != MLC_F32 && t->dtype != MLC_F16 && t->dtype != MLC_BF16) {
     b->g->status = mlc_err(MLC_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; weights must be f32, f16 or bf16",
@@ -187,6 +216,42 @@ int mlc_b_weight_opt(mlc_builder *b, int64_t rows, int64_t cols, const char *fmt
   return w;
 }
 
+/* Quantized experts (NK): the words and the scales of each expert, stacked. w0: expert 0's
+ * weight tensor (already made). */
+static int quant_expert_stack(mlc_builder *b, int layer, int E, int64_t rows, int64_t cols, const char *fmt, int w0) {
+  mlc_dtype dt = b->g->t[w0].dtype;
+  const mlc_qscheme *q = mlc_qscheme_of(dt);
+  if (q->kn) {
+    b->g->status = mlc_err(MLC_ERR_UNSUPPORTED, "layer %d: stacked experts in the KN layout are not supported", layer);
+    return -1;
+  }
+  size_t wb = (size_t)(rows * mlc_q_words(q, cols)) * 4, sb = (size_t)(rows * mlc_q_groups(q, cols)) * mlc_q_scale_size(q);
+  char *wd = mlc_owned_alloc(b->owned, wb * (size_t)E), *sd = mlc_owned_alloc(b->owned, sb * (size_t)E);
+  if (!wd || !sd) {
+    b->g->status = mlc_err(MLC_ERR_NOMEM, "out of memory stacking experts of layer %d", layer);
+    return -1;
+  }
+  for (int e = 0; e < E; e++) {
+    int w = e == 0 ? w0 : mlc_b_weight(b, rows, cols, fmt, layer, e);
+    if (w < 0)
+      return -1;
+    if (b->g->t[w].dtype != dt) {
+      b->g->status = mlc_err(MLC_ERR_FORMAT, "tensor '%s': experts of layer %d mix dtypes", b->g->t[w].name, layer);
+      return -1;
+    }
+    memcpy(wd + wb * (size_t)e, b->g->t[w].data, wb);
+    memcpy(sd + sb * (size_t)e, b->g->t[b->g->t[w].scale_tensor].data, sb);
+  }
+  char name[128];
+  snprintf(name, sizeof name, "layers.%d.experts(%s)", layer, fmt);
+  int s = mlc_g_tensor(b->g, name, MLC_T_WEIGHT, dt, mlc_sym_c(rows * E), cols); /* [E*rows, cols] */
+  b->g->t[s].data = wd;
+  int sc = mlc_g_tensor(b->g, "scale(experts)", MLC_T_WEIGHT, q->model_dtype, mlc_sym_c(rows * E), mlc_q_groups(q, cols));
+  b->g->t[sc].data = sd;
+  b->g->t[s].scale_tensor = sc;
+  return s;
+}
+
 int mlc_b_expert_stack(mlc_builder *b, int layer, int E, int64_t rows, int64_t cols, const char *fmt) {
   if (b->g->status != MLC_OK)
     return -1;
@@ -200,6 +265,8 @@ int mlc_b_expert_stack(mlc_builder *b, int layer, int E, int64_t rows, int64_t c
     mlc_tensor *t = &b->g->t[w];
     if (e == 0) {
       dt = t->dtype;
+      if (mlc_dtype_is_quant(dt))
+        return quant_expert_stack(b, layer, E, rows, cols, fmt, w);
       each = (size_t)rows * (size_t)cols * mlc_dtype_size(dt);
       dst = mlc_owned_alloc(b->owned, each * (size_t)E);
       if (!dst) {
@@ -261,7 +328,10 @@ int mlc_b_linear(mlc_builder *b, int x, int w, int bias, const char *name) {
   if (x < 0 || w < 0)
     return -1;
   int64_t N = b->g->t[w].rows.c;
-  if (bias >= 0 && b->g->t[bias].dtype != b->g->t[w].dtype) {
+  mlc_dtype wdt = b->g->t[w].dtype;
+  if (mlc_dtype_is_quant(wdt))
+    wdt = mlc_qscheme_of(wdt)->model_dtype; /* a quantized weight's bias is in the model dtype */
+  if (bias >= 0 && b->g->t[bias].dtype != wdt) {
     b->g->status = mlc_err(MLC_ERR_UNSUPPORTED, "bias '%s' and weight '%s' have different dtypes",
                            b->g->t[bias].name, b->g->t[w].name);
     return -1;

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "runtime/runtime.h"
+#include "format/convert.h"
+#include "format/quant.h"
 
 /* ---- launch records ---- */
 
@@ -189,6 +191,7 @@ void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
   default:
     mlc_abort(__FILE__, __LINE__, "op %d has no launch rule", o->kind);
   }
+  nb = mlc_kdesc_quant(g, o, d, b, nb); /* packed weights: their scales (format/quant.h) */
   L->nbuf = nb;
   L->kidx = o->kind == MLC_OP_ALLREDUCE || o->kind == MLC_OP_ALLGATHER ? -1 : 0;
   memcpy(L->ip, d->size, sizeof d->size);
@@ -386,7 +389,7 @@ static mlc_status alloc_runtime(mlc_model *m) {
     const mlc_tensor *t = &m->g.t[i];
     if (t->kind != MLC_T_WEIGHT && t->kind != MLC_T_CONST)
       continue;
-    size_t bytes = (size_t)mlc_sym_eval(t->rows, 0, 0) * (size_t)t->cols * mlc_dtype_size(t->dtype);
+    size_t bytes = mlc_weight_bytes(t->dtype, mlc_sym_eval(t->rows, 0, 0), t->cols);
     MLC_TRY(d->vt->from_host(d, t->data, bytes, &m->tmem[i]));
   }
   for (int i = 0; i < m->n_pages; i++)
@@ -405,20 +408,11 @@ static mlc_status load_rank(const char *path, const mlc_model_options *opt, int 
   m->tp_rank = rank;
   m->tp_n = n;
   mlc_status st = MLC_OK;
-  if (m->opt.quant && strcmp(m->opt.quant, "q0f32") != 0)
-    st = mlc_err(MLC_ERR_UNSUPPORTED, "quantization '%s' is not supported when running a Hugging Face directory (use q0f32)",
-                 m->opt.quant);
-  if (st == MLC_OK && !mlc_is_dir(path))
-    st = mlc_err(MLC_ERR_IO, "%s: not a model directory (expected a Hugging Face directory with config.json)", path);
-  if (st == MLC_OK) {
-    m->dir = mlc_strdup(path);
-    mlc_model_config full;
-    st = m->dir ? mlc_config_load(path, &full) : MLC_ERR_NOMEM;
-    if (st == MLC_OK)
-      st = mlc_tp_config(&full, n, &m->cfg);
-  }
+  /* a Hugging Face directory, an MLC package or a GGUF file (format/convert.c) */
+  mlc_model_config full;
+  st = mlc_model_source(path, m->opt.quant, &m->dir, &full, &m->st);
   if (st == MLC_OK)
-    st = mlc_st_open_dir(path, &m->st);
+    st = mlc_tp_config(&full, n, &m->cfg);
   if (st == MLC_OK) {
     m->max_n = m->opt.prefill_chunk > 0 ? m->opt.prefill_chunk : 256;
     int ctx = m->cfg.max_position_embeddings > 0 ? m->cfg.max_position_embeddings : 4096;

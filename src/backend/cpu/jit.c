@@ -5,9 +5,14 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,9 +25,65 @@ struct mlc_cpu_lib {
   bool cached;
 };
 
-static const char *CFLAGS[] = {"-O3", "-march=native", "-fno-math-errno", "-ffp-contract=fast",
-                               "-std=c11", "-shared", "-fPIC", "-w"};
-enum { NCFLAGS = sizeof CFLAGS / sizeof CFLAGS[0] };
+static const char *BASE_CFLAGS[] = {"-O3", "-fno-math-errno", "-ffp-contract=fast", "-std=c11", "-shared", "-fPIC", "-w"};
+enum { NBASE = sizeof BASE_CFLAGS / sizeof BASE_CFLAGS[0], MAX_EXTRA = 32, MAX_CFLAGS = NBASE + 1 + MAX_EXTRA };
+
+/* The flag that targets the CPU this process runs on. x86-64: -march=native. aarch64: an -march
+ * built from the kernel's hardware capabilities rather than -mcpu=native, so it is right also when
+ * the compiler is a cross compiler (MLC_CC=aarch64-linux-gnu-gcc for a process under qemu-user)
+ * and the cache hash names the features the code was built for: armv8.2-a+fp16+dotprod where the
+ * CPU has half-precision arithmetic and sdot/udot (Apple M-series, Cortex-A55/A76 and later),
+ * else plain armv8-a (Advanced SIMD is always there). Elsewhere: no target flag. */
+static const char *target_flag(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return "-march=native";
+#elif defined(__aarch64__)
+  unsigned long hw = getauxval(AT_HWCAP);
+  /* HWCAP_FPHP (1 << 9), HWCAP_ASIMDHP (1 << 10), HWCAP_ASIMDDP (1 << 20); spelled out for old headers */
+  const unsigned long fp16 = (1UL << 9) | (1UL << 10), dot = 1UL << 20;
+  if ((hw & fp16) == fp16 && (hw & dot))
+    return "-march=armv8.2-a+fp16+dotprod";
+  if ((hw & fp16) == fp16)
+    return "-march=armv8.2-a+fp16";
+  return "-march=armv8-a";
+#else
+  return NULL;
+#endif
+}
+
+/* The compiler flags: the fixed ones, the target flag, then the words of $MLC_CFLAGS (split on
+ * blanks, no quoting). Built once; the strings live for the process. */
+static const char *CFLAGS[MAX_CFLAGS];
+static int NCFLAGS;
+static pthread_once_t cflags_once = PTHREAD_ONCE_INIT;
+
+static void cflags_init(void) {
+  int n = 0;
+  for (int i = 0; i < NBASE; i++)
+    CFLAGS[n++] = BASE_CFLAGS[i];
+  const char *t = target_flag();
+  if (t)
+    CFLAGS[n++] = t;
+  const char *e = getenv("MLC_CFLAGS");
+  char *extra = e && *e ? mlc_strdup(e) : NULL;
+  if (extra) {
+    char *save = NULL;
+    for (char *w = strtok_r(extra, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
+      if (n == MAX_CFLAGS) {
+        fprintf(stderr, "mlc: MLC_CFLAGS: more than %d words, the rest ignored\n", MAX_EXTRA);
+        break;
+      }
+      CFLAGS[n++] = w; /* points into extra, which is kept */
+    }
+  }
+  NCFLAGS = n;
+}
+
+static int cflags(const char ***out) {
+  pthread_once(&cflags_once, cflags_init);
+  *out = CFLAGS;
+  return NCFLAGS;
+}
 
 static char *cache_dir(void) {
   const char *e = getenv("MLC_CACHE_DIR");
@@ -64,11 +125,13 @@ static const char *compiler(void) {
 
 /* Runs cc; stderr goes to log. Returns the exit status (or -1). */
 static int run_cc(const char *src, const char *out, const char *log) {
-  const char *argv[NCFLAGS + 8];
+  const char **fl;
+  int nfl = cflags(&fl);
+  const char *argv[MAX_CFLAGS + 8];
   int n = 0;
   argv[n++] = compiler();
-  for (int i = 0; i < NCFLAGS; i++)
-    argv[n++] = CFLAGS[i];
+  for (int i = 0; i < nfl; i++)
+    argv[n++] = fl[i];
   argv[n++] = "-o";
   argv[n++] = out;
   argv[n++] = src;
@@ -95,8 +158,10 @@ mlc_status mlc_cpu_lib_build(const char *source, int verbose, mlc_cpu_lib **out)
   *out = NULL;
   uint64_t h = mlc_hash64(source, strlen(source), 0);
   h = mlc_hash64(compiler(), strlen(compiler()), h);
-  for (int i = 0; i < NCFLAGS; i++)
-    h = mlc_hash64(CFLAGS[i], strlen(CFLAGS[i]), h);
+  const char **fl;
+  int nfl = cflags(&fl);
+  for (int i = 0; i < nfl; i++)
+    h = mlc_hash64(fl[i], strlen(fl[i]) + 1, h); /* with the NUL: "-a" "-b" differs from "-a-b" */
   char *dir = cache_dir();
   if (!dir)
     return MLC_ERR_NOMEM;

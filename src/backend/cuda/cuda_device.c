@@ -1,0 +1,333 @@
+/* cuda_device.c: a CUDA GPU behind the device API (docs/device.md). Memory is device memory
+ * (weights are copied once), kernels are KIR_LANG_CUDA modules built by NVRTC (nvrtc.c), launches
+ * go in order on the context's default stream; write/read are synchronous copies ordered with
+ * the launches, so a step needs no other synchronisation. $MLC_CUDA_SYNC=1 synchronises after
+ * every launch and names the kernel that faulted. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/cuda_api.h"
+#include "kernel/lower.h"
+
+_Static_assert(KIR_MAX_BUFS == 16 && MLC_KIP == 16 && MLC_KFP == 4, "mlc_kargs in kir_cuda_prelude");
+
+/* the kernel argument struct, as the CUDA prelude declares it */
+typedef struct mlc_kargs {
+  unsigned long long b[16];
+  long long ip[16];
+  float fp[4];
+  long long g0, g1;
+} mlc_kargs;
+
+struct mlc_dmem {
+  CUdeviceptr p;
+  size_t bytes;
+};
+
+struct mlc_dmodule {
+  CUmodule mod;
+  CUfunction *fn;
+  int *block;
+  int *lanes; /* threads per parallel index (the renderer's "mlc_lanes=N" marker) */
+  char **name;
+  int n;
+};
+
+typedef struct cuda_device {
+  mlc_device base;
+  const mlc_cu_api *cu;
+  CUdevice dev;
+  CUcontext ctx;
+  int cc_major, cc_minor, sms;
+  char arch[24]; /* what NVRTC targets: sm_XY, or compute_XY (PTX) when NVRTC predates the chip */
+  bool sync_each;
+  char desc[256];
+} cuda_device;
+
+static mlc_status cuerr(CUresult r, const char *what) {
+  return mlc_err(MLC_ERR_DEVICE, "cuda: %s: %s", what, mlc_cu_errstr(r));
+}
+#define CU_TRY(call, what)          \
+  do {                              \
+    CUresult r_ = (call);           \
+    if (r_ != 0)                    \
+      return cuerr(r_, what);       \
+  } while (0)
+
+static const mlc_cu_api *bind_ctx(mlc_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  c->cu->CtxSetCurrent(c->ctx);
+  return c->cu;
+}
+
+static void cuda_destroy(mlc_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  c->cu->CtxSynchronize();
+  c->cu->DevicePrimaryCtxRelease(c->dev);
+  free(c);
+}
+
+static mlc_status cuda_alloc(mlc_device *d, size_t bytes, mlc_dmem **out) {
+  const mlc_cu_api *cu = bind_ctx(d);
+  *out = NULL;
+  mlc_dmem *m = calloc(1, sizeof *m);
+  if (!m)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  size_t n = bytes ? (bytes + 255) & ~(size_t)255 : 256;
+  CUresult r = cu->MemAlloc(&m->p, n);
+  if (r == 0)
+    r = cu->MemsetD8(m->p, 0, n);
+  if (r != 0) {
+    if (m->p)
+      cu->MemFree(m->p);
+    free(m);
+    return mlc_err(r == 2 ? MLC_ERR_NOMEM : MLC_ERR_DEVICE, "cuda: allocating %zu bytes: %s", bytes, mlc_cu_errstr(r));
+  }
+  m->bytes = bytes;
+  *out = m;
+  return MLC_OK;
+}
+
+static void cuda_free(mlc_device *d, mlc_dmem *m) {
+  if (!m)
+    return;
+  bind_ctx(d)->MemFree(m->p);
+  free(m);
+}
+
+static mlc_status cuda_write(mlc_device *d, mlc_dmem *m, size_t off, const void *src, size_t n) {
+  if (!n)
+    return MLC_OK;
+  CU_TRY(bind_ctx(d)->MemcpyHtoD(m->p + off, src, n), "copy to the device");
+  return MLC_OK;
+}
+
+static mlc_status cuda_from_host(mlc_device *d, const void *p, size_t bytes, mlc_dmem **out) {
+  MLC_TRY(cuda_alloc(d, bytes, out));
+  mlc_status st = cuda_write(d, *out, 0, p, bytes);
+  if (st != MLC_OK) {
+    cuda_free(d, *out);
+    *out = NULL;
+  }
+  return st;
+}
+
+static mlc_status cuda_read(mlc_device *d, mlc_dmem *m, size_t off, void *dst, size_t n) {
+  if (!n)
+    return MLC_OK;
+  CU_TRY(bind_ctx(d)->MemcpyDtoH(dst, m->p + off, n), "copy from the device (or an earlier kernel faulted)");
+  return MLC_OK;
+}
+
+static mlc_status cuda_copy(mlc_device *d, mlc_dmem *dst, size_t doff, mlc_dmem *src, size_t soff, size_t n) {
+  if (!n)
+    return MLC_OK;
+  CU_TRY(bind_ctx(d)->MemcpyDtoD(dst->p + doff, src->p + soff, n), "device-to-device copy");
+  return MLC_OK;
+}
+
+static void cuda_module_free(mlc_device *d, mlc_dmodule *mod) {
+  if (!mod)
+    return;
+  const mlc_cu_api *cu = bind_ctx(d);
+  if (mod->mod)
+    cu->ModuleUnload(mod->mod);
+  for (int i = 0; mod->name && i < mod->n; i++)
+    free(mod->name[i]);
+  free(mod->name);
+  free(mod->fn);
+  free(mod->block);
+  free(mod->lanes);
+  free(mod);
+}
+
+static mlc_status cuda_build(mlc_device *d, const char *const *names, const char *const *sources, int n, int verbose,
+                             mlc_dmodule **out) {
+  cuda_device *c = (cuda_device *)d;
+  const mlc_cu_api *cu = bind_ctx(d);
+  *out = NULL;
+  if (!sources)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "cuda: no built-in generic kernels (kernels are compiled by NVRTC)");
+  mlc_dmodule *mod = calloc(1, sizeof *mod);
+  size_t cnt = (size_t)(n ? n : 1);
+  if (!mod || !(mod->fn = calloc(cnt, sizeof *mod->fn)) || !(mod->block = calloc(cnt, sizeof(int))) || !(mod->lanes = calloc(cnt, sizeof(int))) ||
+      !(mod->name = calloc(cnt, sizeof(char *)))) {
+    cuda_module_free(d, mod);
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  }
+  mod->n = n;
+  mlc_buf src = {0};
+  mlc_status st = mlc_cuda_module_source(names, sources, n, &src);
+  char *path = NULL, *image = NULL;
+  size_t len = 0;
+  bool cached = false;
+  if (st == MLC_OK)
+    st = mlc_cuda_compile(src.data, c->arch, verbose, &path, &image, &len, &cached);
+  mlc_buf_free(&src);
+  if (st == MLC_OK) {
+    CUresult r = cu->ModuleLoadData(&mod->mod, image);
+    if (r != 0)
+      st = mlc_err(MLC_ERR_DEVICE, "cuda: loading the module %s: %s", path, mlc_cu_errstr(r));
+  }
+  for (int i = 0; st == MLC_OK && i < n; i++) {
+    CUresult r = cu->ModuleGetFunction(&mod->fn[i], mod->mod, names[i]);
+    if (r != 0) {
+      st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s not found in %s: %s", names[i], path, mlc_cu_errstr(r));
+      break;
+    }
+    int bs = 0;
+    cu->FuncGetAttribute(&bs, MLC_CU_FUNC_MAX_THREADS_PER_BLOCK, mod->fn[i]);
+    mod->block[i] = bs > 0 ? bs : 64;
+    const char *lm = strstr(sources[i], "/* mlc_lanes=");
+    mod->lanes[i] = lm ? atoi(lm + 13) : 1;
+    if (mod->lanes[i] < 1 || mod->block[i] % mod->lanes[i]) {
+      st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: %d lanes do not divide its block of %d", names[i], mod->lanes[i],
+                   mod->block[i]);
+      break;
+    }
+    mod->name[i] = mlc_strdup(names[i]);
+    if (verbose > 1) {
+      int regs = 0, local = 0;
+      cu->FuncGetAttribute(&regs, MLC_CU_FUNC_NUM_REGS, mod->fn[i]);
+      cu->FuncGetAttribute(&local, MLC_CU_FUNC_LOCAL_SIZE_BYTES, mod->fn[i]);
+      fprintf(stderr, "mlc: cuda kernel %s: block %d, %d registers, %d bytes local\n", names[i], mod->block[i], regs,
+              local);
+    }
+  }
+  free(path);
+  free(image);
+  if (st != MLC_OK) {
+    cuda_module_free(d, mod);
+    return st;
+  }
+  *out = mod;
+  return MLC_OK;
+}
+
+static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *const *mem, const size_t *off, int nbuf,
+                              const int64_t *ip, const float *fp, int64_t grid) {
+  cuda_device *c = (cuda_device *)d;
+  const mlc_cu_api *cu = bind_ctx(d);
+  if (grid <= 0)
+    return MLC_OK;
+  mlc_kargs a;
+  memset(&a, 0, sizeof a);
+  for (int i = 0; i < nbuf; i++)
+    a.b[i] = mem[i]->p + off[i];
+  for (int i = 0; i < MLC_KIP; i++)
+    a.ip[i] = ip[i];
+  for (int i = 0; i < MLC_KFP; i++)
+    a.fp[i] = fp[i];
+  a.g0 = 0;
+  a.g1 = grid;
+  int64_t bs = mod->block[k];
+  int64_t blocks = (grid * mod->lanes[k] + bs - 1) / bs;
+  if (blocks > 0x7fffffff)
+    return mlc_err(MLC_ERR_LIMIT, "cuda: kernel %s: parallel range %lld too large", mod->name[k], (long long)grid);
+  void *params[] = {&a};
+  CUresult r = cu->LaunchKernel(mod->fn[k], (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
+  if (r == 0 && c->sync_each)
+    r = cu->CtxSynchronize();
+  if (r != 0)
+    return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", mod->name[k], (long long)grid, mlc_cu_errstr(r));
+  return MLC_OK;
+}
+
+static mlc_status cuda_sync(mlc_device *d) {
+  CU_TRY(bind_ctx(d)->CtxSynchronize(), "synchronize");
+  return MLC_OK;
+}
+
+static const char *cuda_describe(mlc_device *d) { return ((cuda_device *)d)->desc; }
+
+static const mlc_device_vt CUDA_VT = {
+    .name = "cuda", .destroy = cuda_destroy, .alloc = cuda_alloc, .from_host = cuda_from_host, .free = cuda_free,
+    .write = cuda_write, .read = cuda_read, .copy = cuda_copy, .build = cuda_build, .module_free = cuda_module_free,
+    .launch = cuda_launch, .sync = cuda_sync, .describe = cuda_describe,
+};
+
+/* NVRTC's target for compute capability cc (major*10+minor): sm_<cc> when NVRTC knows it, else
+ * PTX for the newest virtual architecture below it (the driver compiles that for the chip). */
+static mlc_status pick_arch(int cc, char *arch, size_t n) {
+  const mlc_nvrtc_api *nv = mlc_nvrtc_api_load();
+  if (!nv)
+    return mlc_err_context(MLC_ERR_UNSUPPORTED, "cuda: kernels are compiled at run time");
+  int na = 0, best = 0;
+  int archs[128];
+  if (nv->GetNumSupportedArchs && nv->GetSupportedArchs && nv->GetNumSupportedArchs(&na) == 0 && na > 0 && na <= 128 &&
+      nv->GetSupportedArchs(archs) == 0) {
+    for (int i = 0; i < na; i++)
+      if (archs[i] <= cc && archs[i] > best)
+        best = archs[i];
+  } else {
+    best = cc;
+  }
+  if (best == 0)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "cuda: %s cannot target compute capability %d.%d", mlc_nvrtc_describe(), cc / 10,
+                   cc % 10);
+  snprintf(arch, n, best == cc ? "sm_%d" : "compute_%d", best);
+  return MLC_OK;
+}
+
+mlc_status mlc_cuda_device_new(const char *name, const mlc_device_opts *opt, mlc_device **out) {
+  *out = NULL;
+  int ordinal = 0;
+  if (name && !strncmp(name, "cuda:", 5))
+    ordinal = atoi(name + 5);
+  const mlc_cu_api *cu = mlc_cu_load();
+  if (!cu)
+    return mlc_err_context(MLC_ERR_UNSUPPORTED, "device 'cuda'");
+  CUresult r = cu->Init(0);
+  if (r == MLC_CUDA_ERROR_STUB_LIBRARY)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "device 'cuda': libcuda.so.1 is the CUDA toolkit's stub, not a driver (no GPU here)");
+  if (r == MLC_CUDA_ERROR_NO_DEVICE)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "device 'cuda': the CUDA driver found no GPU");
+  if (r != 0)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "device 'cuda': cuInit failed: %s", mlc_cu_errstr(r));
+  int count = 0;
+  r = cu->DeviceGetCount(&count);
+  if (r != 0 || count == 0)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "device 'cuda': no CUDA GPU found");
+  if (ordinal < 0 || ordinal >= count)
+    return mlc_err(MLC_ERR_INVALID_ARG, "device '%s': there are %d CUDA GPUs (cuda:0..cuda:%d)", name, count, count - 1);
+  cuda_device *c = calloc(1, sizeof *c);
+  if (!c)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  c->cu = cu;
+  mlc_status st = MLC_OK;
+  int warp = 32, maxwg = 1024, shmem = 48 * 1024, drv = 0;
+  char dname[128] = "?";
+  size_t mem = 0;
+  if ((r = cu->DeviceGet(&c->dev, ordinal)) != 0 || (r = cu->DevicePrimaryCtxRetain(&c->ctx, c->dev)) != 0 ||
+      (r = cu->CtxSetCurrent(c->ctx)) != 0) {
+    free(c);
+    return mlc_err(MLC_ERR_DEVICE, "device 'cuda': creating the context: %s", mlc_cu_errstr(r));
+  }
+  cu->DeviceGetName(dname, sizeof dname, c->dev);
+  cu->DeviceGetAttribute(&c->cc_major, MLC_CU_ATTR_CC_MAJOR, c->dev);
+  cu->DeviceGetAttribute(&c->cc_minor, MLC_CU_ATTR_CC_MINOR, c->dev);
+  cu->DeviceGetAttribute(&c->sms, MLC_CU_ATTR_SM_COUNT, c->dev);
+  cu->DeviceGetAttribute(&warp, MLC_CU_ATTR_WARP_SIZE, c->dev);
+  cu->DeviceGetAttribute(&maxwg, MLC_CU_ATTR_MAX_THREADS_PER_BLOCK, c->dev);
+  cu->DeviceGetAttribute(&shmem, MLC_CU_ATTR_MAX_SHARED_PER_BLOCK, c->dev);
+  cu->DeviceTotalMem(&mem, c->dev);
+  cu->DriverGetVersion(&drv);
+  st = pick_arch(c->cc_major * 10 + c->cc_minor, c->arch, sizeof c->arch);
+  if (st != MLC_OK) {
+    cu->DevicePrimaryCtxRelease(c->dev);
+    free(c);
+    return st;
+  }
+  const char *se = getenv("MLC_CUDA_SYNC");
+  c->sync_each = se && *se && strcmp(se, "0");
+  c->base.vt = &CUDA_VT;
+  c->base.caps = (mlc_device_caps){.lang = KIR_LANG_CUDA, .subgroup_size = warp, .max_workgroup = maxwg,
+                                   .max_shared = (size_t)shmem, .fp16 = true, .int8_dot = c->cc_major * 10 + c->cc_minor >= 61};
+  snprintf(c->desc, sizeof c->desc, "cuda:%d %s (sm_%d%d, %d SMs, %.1f GiB, driver %d.%d, %s -> %s)", ordinal, dname,
+           c->cc_major, c->cc_minor, c->sms, mem / 1073741824.0, drv / 1000, drv % 1000 / 10, mlc_nvrtc_describe(),
+           c->arch);
+  (void)opt;
+  *out = &c->base;
+  return MLC_OK;
+}

@@ -1,0 +1,813 @@
+/*
+ * vk_device.c: Vulkan behind the device API (docs/backends.md).
+ *
+ * - libvulkan is opened with dlopen and every entry point is looked up through
+ *   vkGetInstanceProcAddr / vkGetDeviceProcAddr, so the binary runs where Vulkan is missing.
+ * - Device: MLC_VULKAN_DEVICE (or "vulkan:N") picks by index; else the first discrete GPU, then
+ *   integrated, virtual, CPU (lavapipe). One compute queue.
+ * - Memory: one VkBuffer + VkDeviceMemory per mlc_dmem, device-local where possible. Memory that
+ *   is also host-visible (lavapipe, ReBAR) is mapped and read/written directly; else through a
+ *   host-visible staging buffer with transfer commands.
+ * - Kernels: GLSL rendered by render.c, SPIR-V through spirv.c (cached by content hash), one
+ *   compute pipeline per kernel. Every kernel uses the same descriptor set layout: storage
+ *   buffers at bindings 0..15 and the params block (ip[16], fp[4], g0, g1, bo[16]) at binding 16.
+ * - Arguments: buffer i is bound at its offset rounded down to minStorageBufferOffsetAlignment,
+ *   with range min(rest of the buffer, maxStorageBufferRange); the remainder in bytes goes to
+ *   bo[i] and the shader adds it to every index (render.c index_of). A kernel argument may span at
+ *   most maxStorageBufferRange bytes (caps.max_binding).
+ * - Launches are recorded into one command buffer with a memory barrier after each dispatch;
+ *   it is submitted once at sync/read/write (or when the per-submission descriptor or param space
+ *   runs out) and waited on with a fence.
+ */
+#include "backend/device.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/vulkan/spirv.h"
+
+#if defined(__has_include)
+#if __has_include(<vulkan/vulkan.h>)
+#define MLC_HAVE_VULKAN_H 1
+#endif
+#endif
+
+#ifndef MLC_HAVE_VULKAN_H
+mlc_status mlc_vulkan_device_new(const mlc_device_opts *opt, int index, mlc_device **out) {
+  *out = NULL;
+  return mlc_err(MLC_ERR_UNSUPPORTED, "this build has no Vulkan headers (install libvulkan-dev and rebuild)");
+}
+void mlc_vulkan_list(mlc_buf *out) { mlc_buf_puts(out, "vulkan: not in this build (no Vulkan headers)\n"); }
+#else
+
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+#define PARAM_BINDING KIR_MAX_BUFS
+#define NBINDINGS (KIR_MAX_BUFS + 1)
+#define MAX_SETS 512                /* launches per submission */
+#define LOCAL_SIZE 64               /* render.c: layout(local_size_x = 64) */
+#define STAGING_BYTES (16u << 20)
+
+typedef struct vk_params {
+  int32_t ip[16];
+  float fp[4];
+  int32_t g0, g1;
+  int32_t bo[KIR_MAX_BUFS];
+} vk_params;
+
+/* ---- entry points ---- */
+#define VK_INSTANCE_FNS(X)                                                                                            \
+  X(vkDestroyInstance) X(vkEnumeratePhysicalDevices) X(vkGetPhysicalDeviceProperties)                               \
+  X(vkGetPhysicalDeviceProperties2) X(vkGetPhysicalDeviceFeatures2) X(vkGetPhysicalDeviceQueueFamilyProperties)      \
+  X(vkGetPhysicalDeviceMemoryProperties) X(vkCreateDevice) X(vkGetDeviceProcAddr)                                    \
+  X(vkEnumerateDeviceExtensionProperties)
+#define VK_DEVICE_FNS(X)                                                                                              \
+  X(vkDestroyDevice) X(vkGetDeviceQueue) X(vkCreateBuffer) X(vkDestroyBuffer) X(vkGetBufferMemoryRequirements)        \
+  X(vkAllocateMemory) X(vkFreeMemory) X(vkBindBufferMemory) X(vkMapMemory) X(vkUnmapMemory)                          \
+  X(vkCreateShaderModule) X(vkDestroyShaderModule) X(vkCreateDescriptorSetLayout) X(vkDestroyDescriptorSetLayout)     \
+  X(vkCreatePipelineLayout) X(vkDestroyPipelineLayout) X(vkCreateComputePipelines) X(vkDestroyPipeline)               \
+  X(vkCreateDescriptorPool) X(vkDestroyDescriptorPool) X(vkResetDescriptorPool) X(vkAllocateDescriptorSets)           \
+  X(vkUpdateDescriptorSets) X(vkCreateCommandPool) X(vkDestroyCommandPool) X(vkAllocateCommandBuffers)               \
+  X(vkBeginCommandBuffer) X(vkEndCommandBuffer) X(vkResetCommandBuffer) X(vkCmdBindPipeline)                         \
+  X(vkCmdBindDescriptorSets) X(vkCmdDispatch) X(vkCmdPipelineBarrier) X(vkCmdCopyBuffer) X(vkCmdFillBuffer)           \
+  X(vkQueueSubmit) X(vkCreateFence) X(vkDestroyFence) X(vkWaitForFences) X(vkResetFences) X(vkDeviceWaitIdle)
+
+typedef struct vk_fns {
+  PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr;
+  PFN_vkCreateInstance vkCreateInstance;
+  PFN_vkEnumerateInstanceVersion vkEnumerateInstanceVersion;
+#define DECL(f) PFN_##f f;
+  VK_INSTANCE_FNS(DECL) VK_DEVICE_FNS(DECL)
+#undef DECL
+} vk_fns;
+
+struct mlc_dmem {
+  VkBuffer buf;
+  VkDeviceMemory mem;
+  size_t size;
+  void *map; /* host-visible memory, mapped for the buffer's life */
+};
+
+struct mlc_dmodule {
+  int n;
+  VkPipeline *pipe; /* per kernel index (duplicates share: owned[i] says who frees) */
+  bool *owned;
+};
+
+typedef struct vk_info {
+  VkPhysicalDeviceProperties props;
+  uint32_t subgroup_size, subgroup_ops, subgroup_stages;
+  bool fp16, int8, storage16, storage8, int_dot, coop_matrix, api12;
+  uint64_t heap_bytes, device_local_bytes;
+} vk_info;
+
+typedef struct vk_device {
+  mlc_device base;
+  void *dl;
+  vk_fns f;
+  VkInstance inst;
+  VkPhysicalDevice phys;
+  VkDevice dev;
+  VkQueue queue;
+  uint32_t qfam;
+  vk_info info;
+  VkPhysicalDeviceMemoryProperties memprops;
+  VkDescriptorSetLayout dsl;
+  VkPipelineLayout layout;
+  VkDescriptorPool dpool;
+  VkCommandPool cpool;
+  VkCommandBuffer cb;
+  VkFence fence;
+  bool recording;
+  int nsets;          /* descriptor sets used in this submission */
+  mlc_dmem *params;   /* MAX_SETS slots */
+  size_t param_slot;  /* bytes per slot (aligned) */
+  mlc_dmem *staging;  /* host-visible, for memory that is not */
+  bool no_map;        /* MLC_VULKAN_STAGING=1: device memory only through staging (as on a discrete GPU) */
+  size_t align;       /* minStorageBufferOffsetAlignment */
+  size_t max_range;   /* maxStorageBufferRange */
+  uint32_t max_groups;
+  char desc[256];
+} vk_device;
+
+static const char *vk_result_name(VkResult r) {
+  switch (r) {
+  case VK_SUCCESS: return "VK_SUCCESS";
+  case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
+  case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+  case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
+  case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+  case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
+  case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
+  case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
+  case VK_ERROR_FRAGMENTED_POOL: return "VK_ERROR_FRAGMENTED_POOL";
+  case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
+  default: return "VkResult error";
+  }
+}
+#define VKCHECK(call, what)                                                                                           \
+  do {                                                                                                                \
+    VkResult r_ = (call);                                                                                             \
+    if (r_ != VK_SUCCESS)                                                                                             \
+      return mlc_err(r_ == VK_ERROR_OUT_OF_DEVICE_MEMORY || r_ == VK_ERROR_OUT_OF_HOST_MEMORY ? MLC_ERR_NOMEM         \
+                                                                                                : MLC_ERR_DEVICE,    \
+                     "vulkan: %s failed: %s (%d)", what, vk_result_name(r_), (int)r_);                                \
+  } while (0)
+
+/* ---- loader ---- */
+static mlc_status load_vulkan(void **dl_out, vk_fns *f) {
+  const char *names[] = {"libvulkan.so.1", "libvulkan.so"};
+  void *dl = NULL;
+  for (size_t i = 0; i < 2 && !dl; i++)
+    dl = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  if (!dl)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: libvulkan.so.1 is not installed (%s)", dlerror());
+  void *p = dlsym(dl, "vkGetInstanceProcAddr");
+  if (!p) {
+    dlclose(dl);
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: libvulkan has no vkGetInstanceProcAddr");
+  }
+  memcpy(&f->vkGetInstanceProcAddr, &p, sizeof p);
+  f->vkCreateInstance = (PFN_vkCreateInstance)f->vkGetInstanceProcAddr(NULL, "vkCreateInstance");
+  f->vkEnumerateInstanceVersion =
+      (PFN_vkEnumerateInstanceVersion)f->vkGetInstanceProcAddr(NULL, "vkEnumerateInstanceVersion");
+  if (!f->vkCreateInstance) {
+    dlclose(dl);
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: no vkCreateInstance");
+  }
+  *dl_out = dl;
+  return MLC_OK;
+}
+
+static mlc_status create_instance(vk_fns *f, VkInstance *inst) {
+  uint32_t ver = VK_API_VERSION_1_0;
+  if (f->vkEnumerateInstanceVersion)
+    f->vkEnumerateInstanceVersion(&ver);
+  if (ver < VK_API_VERSION_1_1)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: the loader supports Vulkan %u.%u; 1.1 is needed", VK_VERSION_MAJOR(ver),
+                   VK_VERSION_MINOR(ver));
+  VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "mlc-c",
+                           .pEngineName = "mlc-c", .apiVersion = ver >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : ver};
+  VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
+  VKCHECK(f->vkCreateInstance(&ci, NULL, inst), "vkCreateInstance");
+#define LOAD(fn)                                                                                                      \
+  f->fn = (PFN_##fn)f->vkGetInstanceProcAddr(*inst, #fn);                                                             \
+  if (!f->fn)                                                                                                         \
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: entry point %s missing", #fn);
+  VK_INSTANCE_FNS(LOAD)
+#undef LOAD
+  return MLC_OK;
+}
+
+static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name) {
+  for (uint32_t i = 0; i < n; i++)
+    if (!strcmp(e[i].extensionName, name))
+      return true;
+  return false;
+}
+
+static void query_info(const vk_fns *f, VkPhysicalDevice pd, vk_info *in) {
+  memset(in, 0, sizeof *in);
+  VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+  VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
+  f->vkGetPhysicalDeviceProperties2(pd, &p2);
+  in->props = p2.properties;
+  in->subgroup_size = sg.subgroupSize;
+  in->subgroup_ops = sg.supportedOperations;
+  in->subgroup_stages = sg.supportedStages;
+  in->api12 = in->props.apiVersion >= VK_API_VERSION_1_2;
+  VkPhysicalDevice16BitStorageFeatures s16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+  VkPhysicalDeviceVulkan12Features v12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, .pNext = &s16};
+  VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = in->api12 ? (void *)&v12 : (void *)&s16};
+  f->vkGetPhysicalDeviceFeatures2(pd, &f2);
+  in->storage16 = s16.storageBuffer16BitAccess;
+  if (in->api12) {
+    in->fp16 = v12.shaderFloat16;
+    in->int8 = v12.shaderInt8;
+    in->storage8 = v12.storageBuffer8BitAccess;
+  }
+  uint32_t ne = 0;
+  f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, NULL);
+  VkExtensionProperties *ext = calloc(ne ? ne : 1, sizeof *ext);
+  if (ext && f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, ext) == VK_SUCCESS) {
+    in->int_dot = in->props.apiVersion >= VK_API_VERSION_1_3 || has_ext(ext, ne, "VK_KHR_shader_integer_dot_product");
+    in->coop_matrix = has_ext(ext, ne, "VK_KHR_cooperative_matrix") || has_ext(ext, ne, "VK_NV_cooperative_matrix");
+  }
+  free(ext);
+  VkPhysicalDeviceMemoryProperties mp;
+  f->vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+  for (uint32_t i = 0; i < mp.memoryHeapCount; i++) {
+    in->heap_bytes += mp.memoryHeaps[i].size;
+    if (mp.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
+      in->device_local_bytes += mp.memoryHeaps[i].size;
+  }
+}
+
+static const char *type_name(VkPhysicalDeviceType t) {
+  switch (t) {
+  case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete GPU";
+  case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated GPU";
+  case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual GPU";
+  case VK_PHYSICAL_DEVICE_TYPE_CPU: return "CPU";
+  default: return "other";
+  }
+}
+
+static void describe_info(const vk_info *in, mlc_buf *b) {
+  const VkPhysicalDeviceLimits *l = &in->props.limits;
+  bool arith = (in->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && (in->subgroup_stages & VK_SHADER_STAGE_COMPUTE_BIT);
+  mlc_buf_printf(b, "%s (%s, Vulkan %u.%u.%u): subgroup %u%s, workgroup %u, shared %u KiB, binding %.0f MiB, fp16 %s, "
+                 "int8 %s, 16-bit storage %s, 8-bit storage %s, int dot %s, coop matrix %s, memory %.1f GiB",
+                 in->props.deviceName, type_name(in->props.deviceType), VK_VERSION_MAJOR(in->props.apiVersion),
+                 VK_VERSION_MINOR(in->props.apiVersion), VK_VERSION_PATCH(in->props.apiVersion), in->subgroup_size,
+                 arith ? " (arithmetic)" : "", l->maxComputeWorkGroupInvocations, l->maxComputeSharedMemorySize / 1024,
+                 l->maxStorageBufferRange / 1048576.0, in->fp16 ? "yes" : "no", in->int8 ? "yes" : "no",
+                 in->storage16 ? "yes" : "no", in->storage8 ? "yes" : "no", in->int_dot ? "yes" : "no",
+                 in->coop_matrix ? "yes" : "no", (double)(in->device_local_bytes ? in->device_local_bytes : in->heap_bytes) / 1073741824.0);
+}
+
+static int rank(VkPhysicalDeviceType t) {
+  switch (t) {
+  case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 0;
+  case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 1;
+  case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
+  case VK_PHYSICAL_DEVICE_TYPE_CPU: return 3;
+  default: return 4;
+  }
+}
+
+/* ---- memory ---- */
+static int find_memtype(const VkPhysicalDeviceMemoryProperties *mp, uint32_t bits, VkMemoryPropertyFlags want) {
+  for (uint32_t i = 0; i < mp->memoryTypeCount; i++)
+    if ((bits & (1u << i)) && (mp->memoryTypes[i].propertyFlags & want) == want)
+      return (int)i;
+  return -1;
+}
+
+static mlc_status buf_new(vk_device *v, size_t bytes, bool host, mlc_dmem **out) {
+  *out = NULL;
+  mlc_dmem *m = calloc(1, sizeof *m);
+  if (!m)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  m->size = bytes;
+  size_t sz = (bytes + 15) & ~(size_t)15;
+  if (!sz)
+    sz = 16;
+  VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = sz,
+                           .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                    VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                           .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+  VkResult r = v->f.vkCreateBuffer(v->dev, &bi, NULL, &m->buf);
+  if (r != VK_SUCCESS) {
+    free(m);
+    return mlc_err(MLC_ERR_NOMEM, "vulkan: vkCreateBuffer of %zu bytes failed: %s", bytes, vk_result_name(r));
+  }
+  VkMemoryRequirements req;
+  v->f.vkGetBufferMemoryRequirements(v->dev, m->buf, &req);
+  const VkMemoryPropertyFlags HV = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  int t = -1;
+  if (host) {
+    t = find_memtype(&v->memprops, req.memoryTypeBits, HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
+    if (t < 0)
+      t = find_memtype(&v->memprops, req.memoryTypeBits, HV);
+  } else {
+    /* device-local; mapped too when the device offers that (unified memory, lavapipe) */
+    t = find_memtype(&v->memprops, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | HV);
+    if (t >= 0 && (v->info.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU || v->no_map))
+      t = -1; /* a discrete GPU's host-visible window (BAR) is small: keep it for staging */
+    if (t < 0)
+      t = find_memtype(&v->memprops, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    if (t < 0)
+      t = find_memtype(&v->memprops, req.memoryTypeBits, HV);
+  }
+  if (t < 0) {
+    v->f.vkDestroyBuffer(v->dev, m->buf, NULL);
+    free(m);
+    return mlc_err(MLC_ERR_DEVICE, "vulkan: no memory type for a buffer");
+  }
+  VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
+                             .memoryTypeIndex = (uint32_t)t};
+  r = v->f.vkAllocateMemory(v->dev, &ai, NULL, &m->mem);
+  if (r == VK_SUCCESS)
+    r = v->f.vkBindBufferMemory(v->dev, m->buf, m->mem, 0);
+  if (r == VK_SUCCESS && (v->memprops.memoryTypes[t].propertyFlags & HV) == HV && (host || !v->no_map))
+    r = v->f.vkMapMemory(v->dev, m->mem, 0, VK_WHOLE_SIZE, 0, &m->map);
+  if (r != VK_SUCCESS) {
+    if (m->mem)
+      v->f.vkFreeMemory(v->dev, m->mem, NULL);
+    v->f.vkDestroyBuffer(v->dev, m->buf, NULL);
+    free(m);
+    return mlc_err(MLC_ERR_NOMEM, "vulkan: allocating %zu bytes of device memory failed: %s", bytes, vk_result_name(r));
+  }
+  *out = m;
+  return MLC_OK;
+}
+
+static void buf_free(vk_device *v, mlc_dmem *m) {
+  if (!m)
+    return;
+  if (m->map)
+    v->f.vkUnmapMemory(v->dev, m->mem);
+  v->f.vkDestroyBuffer(v->dev, m->buf, NULL);
+  v->f.vkFreeMemory(v->dev, m->mem, NULL);
+  free(m);
+}
+
+/* ---- command recording ---- */
+static mlc_status begin(vk_device *v) {
+  if (v->recording)
+    return MLC_OK;
+  VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                 .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+  VKCHECK(v->f.vkBeginCommandBuffer(v->cb, &bi), "vkBeginCommandBuffer");
+  v->recording = true;
+  return MLC_OK;
+}
+
+/* Every earlier compute or transfer write is visible to every later compute or transfer access. */
+static void barrier(vk_device *v) {
+  VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
+                                         VK_ACCESS_HOST_READ_BIT};
+  VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+  v->f.vkCmdPipelineBarrier(v->cb, st, st | VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+/* Submits what was recorded and waits for it; frees the submission's descriptor sets and params. */
+static mlc_status flush(vk_device *v) {
+  if (!v->recording)
+    return MLC_OK;
+  v->recording = false;
+  VKCHECK(v->f.vkEndCommandBuffer(v->cb), "vkEndCommandBuffer");
+  VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &v->cb};
+  VKCHECK(v->f.vkQueueSubmit(v->queue, 1, &si, v->fence), "vkQueueSubmit");
+  VKCHECK(v->f.vkWaitForFences(v->dev, 1, &v->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  VKCHECK(v->f.vkResetFences(v->dev, 1, &v->fence), "vkResetFences");
+  VKCHECK(v->f.vkResetCommandBuffer(v->cb, 0), "vkResetCommandBuffer");
+  VKCHECK(v->f.vkResetDescriptorPool(v->dev, v->dpool, 0), "vkResetDescriptorPool");
+  v->nsets = 0;
+  return MLC_OK;
+}
+
+static void copy_cmd(vk_device *v, VkBuffer dst, size_t doff, VkBuffer src, size_t soff, size_t n) {
+  VkBufferCopy c = {.srcOffset = soff, .dstOffset = doff, .size = n};
+  v->f.vkCmdCopyBuffer(v->cb, src, dst, 1, &c);
+  barrier(v);
+}
+
+/* ---- the device API ---- */
+static mlc_status vk_alloc(mlc_device *d, size_t bytes, mlc_dmem **out) {
+  vk_device *v = (vk_device *)d;
+  MLC_TRY(buf_new(v, bytes, false, out));
+  if ((*out)->map) {
+    memset((*out)->map, 0, bytes);
+    return MLC_OK;
+  }
+  mlc_status st = begin(v);
+  if (st == MLC_OK) {
+    v->f.vkCmdFillBuffer(v->cb, (*out)->buf, 0, VK_WHOLE_SIZE, 0);
+    barrier(v);
+  }
+  return st;
+}
+
+static mlc_status vk_write(mlc_device *d, mlc_dmem *m, size_t off, const void *src, size_t n) {
+  vk_device *v = (vk_device *)d;
+  MLC_TRY(flush(v)); /* recorded work may use the old contents */
+  if (m->map) {
+    memcpy((char *)m->map + off, src, n);
+    return MLC_OK;
+  }
+  for (size_t done = 0; done < n;) {
+    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
+    memcpy(v->staging->map, (const char *)src + done, c);
+    MLC_TRY(begin(v));
+    copy_cmd(v, m->buf, off + done, v->staging->buf, 0, c);
+    MLC_TRY(flush(v));
+    done += c;
+  }
+  return MLC_OK;
+}
+
+static mlc_status vk_read(mlc_device *d, mlc_dmem *m, size_t off, void *dst, size_t n) {
+  vk_device *v = (vk_device *)d;
+  if (m->map) {
+    MLC_TRY(flush(v));
+    memcpy(dst, (const char *)m->map + off, n);
+    return MLC_OK;
+  }
+  for (size_t done = 0; done < n;) {
+    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
+    MLC_TRY(begin(v));
+    copy_cmd(v, v->staging->buf, 0, m->buf, off + done, c);
+    MLC_TRY(flush(v));
+    memcpy((char *)dst + done, v->staging->map, c);
+    done += c;
+  }
+  return MLC_OK;
+}
+
+static mlc_status vk_from_host(mlc_device *d, const void *p, size_t bytes, mlc_dmem **out) {
+  vk_device *v = (vk_device *)d;
+  MLC_TRY(buf_new(v, bytes, false, out));
+  mlc_status st = vk_write(d, *out, 0, p, bytes);
+  if (st != MLC_OK) {
+    buf_free(v, *out);
+    *out = NULL;
+  }
+  return st;
+}
+
+static void vk_free(mlc_device *d, mlc_dmem *m) {
+  vk_device *v = (vk_device *)d;
+  if (!m)
+    return;
+  flush(v); /* recorded work may still use it */
+  buf_free(v, m);
+}
+
+static mlc_status vk_copy(mlc_device *d, mlc_dmem *dst, size_t doff, mlc_dmem *src, size_t soff, size_t n) {
+  vk_device *v = (vk_device *)d;
+  if (!n)
+    return MLC_OK;
+  MLC_TRY(begin(v));
+  copy_cmd(v, dst->buf, doff, src->buf, soff, n);
+  return MLC_OK;
+}
+
+static void vk_module_free(mlc_device *d, mlc_dmodule *mod) {
+  vk_device *v = (vk_device *)d;
+  if (!mod)
+    return;
+  flush(v);
+  for (int i = 0; i < mod->n; i++)
+    if (mod->owned[i] && mod->pipe[i])
+      v->f.vkDestroyPipeline(v->dev, mod->pipe[i], NULL);
+  free(mod->pipe);
+  free(mod->owned);
+  free(mod);
+}
+
+static mlc_status make_pipeline(vk_device *v, const char *name, const char *src, int verbose, VkPipeline *out) {
+  uint32_t *spv = NULL;
+  size_t nb = 0;
+  bool cached = false;
+  double t0 = mlc_now();
+  MLC_TRY(mlc_glsl_to_spirv(src, name, &spv, &nb, &cached));
+  if (verbose > 1)
+    fprintf(stderr, "mlc: vulkan: %s: SPIR-V %zu bytes%s in %.3f s\n", name, nb, cached ? " (cached)" : "", mlc_now() - t0);
+  VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = nb, .pCode = spv};
+  VkShaderModule sm;
+  VkResult r = v->f.vkCreateShaderModule(v->dev, &mi, NULL, &sm);
+  free(spv);
+  if (r != VK_SUCCESS)
+    return mlc_err(MLC_ERR_DEVICE, "vulkan: vkCreateShaderModule(%s) failed: %s", name, vk_result_name(r));
+  VkComputePipelineCreateInfo ci = {
+      .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+      .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = sm, .pName = "main"},
+      .layout = v->layout};
+  r = v->f.vkCreateComputePipelines(v->dev, VK_NULL_HANDLE, 1, &ci, NULL, out);
+  v->f.vkDestroyShaderModule(v->dev, sm, NULL);
+  if (r != VK_SUCCESS)
+    return mlc_err(MLC_ERR_DEVICE, "vulkan: vkCreateComputePipelines(%s) failed: %s", name, vk_result_name(r));
+  return MLC_OK;
+}
+
+static mlc_status vk_build(mlc_device *d, const char *const *names, const char *const *sources, int n, int verbose,
+                           mlc_dmodule **out) {
+  vk_device *v = (vk_device *)d;
+  *out = NULL;
+  if (!sources)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: no built-in generic kernels (kernels are compiled from GLSL)");
+  mlc_dmodule *mod = calloc(1, sizeof *mod);
+  if (!mod || !(mod->pipe = calloc((size_t)(n ? n : 1), sizeof *mod->pipe)) ||
+      !(mod->owned = calloc((size_t)(n ? n : 1), sizeof *mod->owned))) {
+    if (mod)
+      free(mod->pipe);
+    free(mod);
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  }
+  mod->n = n;
+  double t0 = mlc_now();
+  mlc_status st = MLC_OK;
+  for (int i = 0; i < n && st == MLC_OK; i++) {
+    int j = 0;
+    while (j < i && strcmp(names[i], names[j]))
+      j++;
+    if (j < i) {
+      mod->pipe[i] = mod->pipe[j];
+      continue;
+    }
+    st = make_pipeline(v, names[i], sources[i], verbose, &mod->pipe[i]);
+    mod->owned[i] = st == MLC_OK;
+  }
+  if (st != MLC_OK) {
+    vk_module_free(d, mod);
+    return st;
+  }
+  if (verbose)
+    fprintf(stderr, "mlc: vulkan: %d kernels ready in %.2f s (SPIR-V by %s)\n", n, mlc_now() - t0, mlc_spirv_compiler());
+  *out = mod;
+  return MLC_OK;
+}
+
+static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *const *mem, const size_t *off, int nbuf,
+                            const int64_t *ip, const float *fp, int64_t grid) {
+  vk_device *v = (vk_device *)d;
+  if (grid <= 0)
+    return MLC_OK;
+  if (nbuf > KIR_MAX_BUFS)
+    return mlc_err(MLC_ERR_INTERNAL, "vulkan: %d buffers in one launch", nbuf);
+  if (grid > INT32_MAX)
+    return mlc_err(MLC_ERR_LIMIT, "vulkan: a parallel range of %lld exceeds 32-bit indices", (long long)grid);
+  VkDescriptorBufferInfo bi[NBINDINGS];
+  vk_params prm = {0};
+  for (int i = 0; i < 16; i++)
+    prm.ip[i] = (int32_t)ip[i];
+  for (int i = 0; i < 4; i++)
+    prm.fp[i] = fp[i];
+  for (int i = 0; i < nbuf; i++) {
+    size_t o = off[i], base = o / v->align * v->align;
+    size_t rest = mem[i]->size > base ? mem[i]->size - base : 0;
+    size_t range = (rest + 3) & ~(size_t)3;
+    if (range > v->max_range)
+      range = v->max_range / 4 * 4;
+    if (base + range > ((mem[i]->size + 15) & ~(size_t)15))
+      range = ((mem[i]->size + 15) & ~(size_t)15) - base;
+    if (!range)
+      range = 4;
+    bi[i] = (VkDescriptorBufferInfo){.buffer = mem[i]->buf, .offset = base, .range = range};
+    prm.bo[i] = (int32_t)(o - base);
+  }
+  int64_t per = (int64_t)v->max_groups * LOCAL_SIZE;
+  for (int64_t g0 = 0; g0 < grid; g0 += per) {
+    if (v->nsets == MAX_SETS)
+      MLC_TRY(flush(v));
+    MLC_TRY(begin(v));
+    int64_t g1 = g0 + per < grid ? g0 + per : grid;
+    prm.g0 = (int32_t)g0;
+    prm.g1 = (int32_t)g1;
+    size_t poff = (size_t)v->nsets * v->param_slot;
+    memcpy((char *)v->params->map + poff, &prm, sizeof prm);
+    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                      .descriptorPool = v->dpool, .descriptorSetCount = 1, .pSetLayouts = &v->dsl};
+    VkDescriptorSet set;
+    VKCHECK(v->f.vkAllocateDescriptorSets(v->dev, &ai, &set), "vkAllocateDescriptorSets");
+    v->nsets++;
+    bi[nbuf] = (VkDescriptorBufferInfo){.buffer = v->params->buf, .offset = poff, .range = sizeof prm};
+    VkWriteDescriptorSet w[2] = {
+        {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = 0, .descriptorCount = (uint32_t)nbuf,
+         .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = bi},
+        {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = PARAM_BINDING,
+         .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = &bi[nbuf]}};
+    v->f.vkUpdateDescriptorSets(v->dev, nbuf ? 2 : 1, nbuf ? w : &w[1], 0, NULL);
+    v->f.vkCmdBindPipeline(v->cb, VK_PIPELINE_BIND_POINT_COMPUTE, mod->pipe[k]);
+    v->f.vkCmdBindDescriptorSets(v->cb, VK_PIPELINE_BIND_POINT_COMPUTE, v->layout, 0, 1, &set, 0, NULL);
+    v->f.vkCmdDispatch(v->cb, (uint32_t)((g1 - g0 + LOCAL_SIZE - 1) / LOCAL_SIZE), 1, 1);
+    barrier(v);
+  }
+  return MLC_OK;
+}
+
+static mlc_status vk_sync(mlc_device *d) { return flush((vk_device *)d); }
+static const char *vk_describe(mlc_device *d) { return ((vk_device *)d)->desc; }
+
+static void vk_destroy(mlc_device *d) {
+  vk_device *v = (vk_device *)d;
+  if (v->dev) {
+    flush(v);
+    v->f.vkDeviceWaitIdle(v->dev);
+    buf_free(v, v->params);
+    buf_free(v, v->staging);
+    if (v->fence)
+      v->f.vkDestroyFence(v->dev, v->fence, NULL);
+    if (v->cpool)
+      v->f.vkDestroyCommandPool(v->dev, v->cpool, NULL);
+    if (v->dpool)
+      v->f.vkDestroyDescriptorPool(v->dev, v->dpool, NULL);
+    if (v->layout)
+      v->f.vkDestroyPipelineLayout(v->dev, v->layout, NULL);
+    if (v->dsl)
+      v->f.vkDestroyDescriptorSetLayout(v->dev, v->dsl, NULL);
+    v->f.vkDestroyDevice(v->dev, NULL);
+  }
+  if (v->inst)
+    v->f.vkDestroyInstance(v->inst, NULL);
+  /* libvulkan stays loaded: drivers (lavapipe's LLVM) do not all survive being unloaded */
+  free(v);
+}
+
+static const mlc_device_vt VK_VT = {
+    .name = "vulkan", .destroy = vk_destroy, .alloc = vk_alloc, .from_host = vk_from_host, .free = vk_free,
+    .write = vk_write, .read = vk_read, .copy = vk_copy, .build = vk_build, .module_free = vk_module_free,
+    .launch = vk_launch, .sync = vk_sync, .describe = vk_describe,
+};
+
+/* Physical devices in preference order (or the one asked for). */
+static mlc_status pick(vk_device *v, int index) {
+  uint32_t n = 0;
+  VKCHECK(v->f.vkEnumeratePhysicalDevices(v->inst, &n, NULL), "vkEnumeratePhysicalDevices");
+  if (!n)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: no devices (is a Vulkan driver such as mesa-vulkan-drivers installed?)");
+  VkPhysicalDevice *pd = calloc(n, sizeof *pd);
+  if (!pd)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  v->f.vkEnumeratePhysicalDevices(v->inst, &n, pd);
+  const char *e = getenv("MLC_VULKAN_DEVICE");
+  if (index < 0 && e && *e)
+    index = atoi(e);
+  int best = -1, best_rank = 99;
+  for (uint32_t i = 0; i < n; i++) {
+    VkPhysicalDeviceProperties p;
+    v->f.vkGetPhysicalDeviceProperties(pd[i], &p);
+    if (p.apiVersion < VK_API_VERSION_1_1)
+      continue;
+    if (index >= 0 ? (int)i == index : rank(p.deviceType) < best_rank) {
+      best = (int)i;
+      best_rank = rank(p.deviceType);
+    }
+  }
+  if (best >= 0)
+    v->phys = pd[best];
+  free(pd);
+  if (best < 0)
+    return index >= 0 ? mlc_err(MLC_ERR_INVALID_ARG, "vulkan: no device %d with Vulkan 1.1 (%u devices)", index, n)
+                      : mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: no device supports Vulkan 1.1");
+  return MLC_OK;
+}
+
+static mlc_status init(vk_device *v, int index) {
+  MLC_TRY(load_vulkan(&v->dl, &v->f));
+  const char *stg = getenv("MLC_VULKAN_STAGING");
+  v->no_map = stg && *stg && strcmp(stg, "0");
+  MLC_TRY(create_instance(&v->f, &v->inst));
+  MLC_TRY(pick(v, index));
+  query_info(&v->f, v->phys, &v->info);
+  v->f.vkGetPhysicalDeviceMemoryProperties(v->phys, &v->memprops);
+  uint32_t nq = 0;
+  v->f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, NULL);
+  VkQueueFamilyProperties qf[32];
+  if (nq > 32)
+    nq = 32;
+  v->f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, qf);
+  int q = -1;
+  for (uint32_t i = 0; i < nq; i++) /* prefer a compute queue without graphics (async compute) */
+    if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && (q < 0 || !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)))
+      q = (int)i;
+  if (q < 0)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: %s has no compute queue", v->info.props.deviceName);
+  v->qfam = (uint32_t)q;
+  float prio = 1.0f;
+  VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = v->qfam,
+                                .queueCount = 1, .pQueuePriorities = &prio};
+  VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1, .pQueueCreateInfos = &qi};
+  VKCHECK(v->f.vkCreateDevice(v->phys, &di, NULL, &v->dev), "vkCreateDevice");
+#define LOAD(fn)                                                                                                      \
+  v->f.fn = (PFN_##fn)v->f.vkGetDeviceProcAddr(v->dev, #fn);                                                          \
+  if (!v->f.fn)                                                                                                       \
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: device entry point %s missing", #fn);
+  VK_DEVICE_FNS(LOAD)
+#undef LOAD
+  v->f.vkGetDeviceQueue(v->dev, v->qfam, 0, &v->queue);
+  const VkPhysicalDeviceLimits *l = &v->info.props.limits;
+  v->align = l->minStorageBufferOffsetAlignment ? l->minStorageBufferOffsetAlignment : 1;
+  v->max_range = l->maxStorageBufferRange;
+  v->max_groups = l->maxComputeWorkGroupCount[0];
+  v->param_slot = (sizeof(vk_params) + v->align - 1) / v->align * v->align;
+
+  VkDescriptorSetLayoutBinding b[NBINDINGS];
+  for (int i = 0; i < NBINDINGS; i++)
+    b[i] = (VkDescriptorSetLayoutBinding){.binding = (uint32_t)i, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                          .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
+  VkDescriptorSetLayoutCreateInfo li = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                                        .bindingCount = NBINDINGS, .pBindings = b};
+  VKCHECK(v->f.vkCreateDescriptorSetLayout(v->dev, &li, NULL, &v->dsl), "vkCreateDescriptorSetLayout");
+  VkPipelineLayoutCreateInfo pli = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
+                                    .pSetLayouts = &v->dsl};
+  VKCHECK(v->f.vkCreatePipelineLayout(v->dev, &pli, NULL, &v->layout), "vkCreatePipelineLayout");
+  VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = MAX_SETS * NBINDINGS};
+  VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = MAX_SETS,
+                                    .poolSizeCount = 1, .pPoolSizes = &ps};
+  VKCHECK(v->f.vkCreateDescriptorPool(v->dev, &dpi, NULL, &v->dpool), "vkCreateDescriptorPool");
+  VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                 .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, .queueFamilyIndex = v->qfam};
+  VKCHECK(v->f.vkCreateCommandPool(v->dev, &cpi, NULL, &v->cpool), "vkCreateCommandPool");
+  VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = v->cpool,
+                                     .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+  VKCHECK(v->f.vkAllocateCommandBuffers(v->dev, &cai, &v->cb), "vkAllocateCommandBuffers");
+  VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  VKCHECK(v->f.vkCreateFence(v->dev, &fi, NULL, &v->fence), "vkCreateFence");
+  MLC_TRY(buf_new(v, v->param_slot * MAX_SETS, true, &v->params));
+  MLC_TRY(buf_new(v, STAGING_BYTES, true, &v->staging));
+  if (!v->params->map || !v->staging->map)
+    return mlc_err(MLC_ERR_DEVICE, "vulkan: host-visible memory cannot be mapped");
+
+  const vk_info *in = &v->info;
+  bool arith = (in->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && (in->subgroup_stages & VK_SHADER_STAGE_COMPUTE_BIT);
+  v->base.vt = &VK_VT;
+  v->base.caps = (mlc_device_caps){
+      .lang = KIR_LANG_GLSL,
+      .subgroup_size = arith ? (int)in->subgroup_size : 0,
+      .max_workgroup = (int)l->maxComputeWorkGroupInvocations,
+      .max_shared = l->maxComputeSharedMemorySize,
+      .max_binding = v->max_range,
+      .fp16 = in->fp16,
+      .int8_dot = in->int_dot && in->int8,
+  };
+  mlc_buf b2 = {0};
+  mlc_buf_puts(&b2, "vulkan: ");
+  describe_info(in, &b2);
+  snprintf(v->desc, sizeof v->desc, "%s", b2.data ? b2.data : "vulkan");
+  mlc_buf_free(&b2);
+  return MLC_OK;
+}
+
+mlc_status mlc_vulkan_device_new(const mlc_device_opts *opt, int index, mlc_device **out) {
+  *out = NULL;
+  vk_device *v = calloc(1, sizeof *v);
+  if (!v)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  mlc_status st = init(v, index);
+  if (st != MLC_OK) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", mlc_last_error());
+    vk_destroy(&v->base);
+    return mlc_err(st, "%s", msg);
+  }
+  *out = &v->base;
+  return MLC_OK;
+}
+
+void mlc_vulkan_list(mlc_buf *out) {
+  vk_fns f = {0};
+  void *dl = NULL;
+  VkInstance inst = VK_NULL_HANDLE;
+  if (load_vulkan(&dl, &f) != MLC_OK || create_instance(&f, &inst) != MLC_OK) {
+    mlc_buf_printf(out, "vulkan: not available (%s)\n", mlc_last_error());
+    if (inst && f.vkDestroyInstance)
+      f.vkDestroyInstance(inst, NULL);
+    return;
+  }
+  uint32_t n = 0;
+  f.vkEnumeratePhysicalDevices(inst, &n, NULL);
+  VkPhysicalDevice *pd = calloc(n ? n : 1, sizeof *pd);
+  if (pd)
+    f.vkEnumeratePhysicalDevices(inst, &n, pd);
+  if (!n)
+    mlc_buf_puts(out, "vulkan: no devices\n");
+  for (uint32_t i = 0; pd && i < n; i++) {
+    vk_info in;
+    query_info(&f, pd[i], &in);
+    mlc_buf_printf(out, "vulkan:%u  ", i);
+    describe_info(&in, out);
+    mlc_buf_puts(out, "\n");
+  }
+  free(pd);
+  f.vkDestroyInstance(inst, NULL);
+}
+#endif

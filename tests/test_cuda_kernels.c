@@ -1,0 +1,190 @@
+/* test_cuda_kernels.c: every kernel case of test_kernels.c (included below: the same cases,
+ * random inputs and double-precision references) in the CUDA language.
+ *
+ * Everywhere: both forms of every case's kernel (specialised and generic) are rendered in
+ * KIR_LANG_CUDA and compiled by NVRTC for sm_80 and sm_90 (NVRTC needs no GPU). Exit 77 (skipped)
+ * when NVRTC is absent.
+ * Where a CUDA device opens: the module is built through the device API and every case runs on
+ * the GPU (device memory, launch, read back), checked as on the CPU: outputs within tolerance of
+ * the reference, untouched elements and inputs unchanged. Without a device the run stops after
+ * the compile checks, unless MLC_TEST_REQUIRE_DEVICE=1 (make test-gpu), which makes that a failure.
+ *
+ * Usage: test_cuda_kernels [REPO_ROOT]
+ */
+#define main test_kernels_cpu_main
+#include "test_kernels.c"
+#undef main
+
+#include "backend/cuda/cuda.h"
+#include "backend/device.h"
+
+static void run_case_dev(mlc_device *dev, mlc_dmodule *mod, int kidx, tcase *c, const char *variant) {
+  int64_t ip[MLC_KIP] = {0};
+  float fp[MLC_KFP];
+  memcpy(ip, c->d.size, sizeof c->d.size);
+  for (int i = 0; i < 4; i++)
+    ip[MLC_KDYN + i] = c->dyn[i];
+  memcpy(fp, c->d.fv, sizeof fp);
+  mlc_dmem *mem[KIR_MAX_BUFS] = {0};
+  size_t off[KIR_MAX_BUFS] = {0};
+  void *snap[KIR_MAX_BUFS] = {0};
+  bool ok = true;
+  for (int i = 0; i < c->nbuf && ok; i++) {
+    tbuf *b = &c->b[i];
+    if (b->out)
+      memcpy(b->p, b->init, 4 * b->n);
+    snap[i] = malloc(b->bytes);
+    memcpy(snap[i], b->p, b->bytes);
+    if (dev->vt->alloc(dev, b->bytes, &mem[i]) != MLC_OK || dev->vt->write(dev, mem[i], 0, b->p, b->bytes) != MLC_OK) {
+      fail(c, variant, "device buffer %d: %s", i, mlc_last_error());
+      ok = false;
+    }
+  }
+  if (ok && dev->vt->launch(dev, mod, kidx, mem, off, c->nbuf, ip, fp, c->grid) != MLC_OK) {
+    fail(c, variant, "launch: %s", mlc_last_error());
+    ok = false;
+  }
+  for (int i = 0; i < c->nbuf && ok; i++) {
+    tbuf *b = &c->b[i];
+    if (b->out) {
+      /* poison the host copy so a failed read cannot pass */
+      memset(b->p, 0xff, 4 * b->n);
+      if (dev->vt->read(dev, mem[i], 0, b->p, b->bytes) != MLC_OK) {
+        fail(c, variant, "read back: %s", mlc_last_error());
+        ok = false;
+      } else {
+        ok &= check_out(c, variant, i);
+      }
+    } else {
+      void *back = malloc(b->bytes);
+      if (dev->vt->read(dev, mem[i], 0, back, b->bytes) != MLC_OK || memcmp(back, snap[i], b->bytes) != 0) {
+        fail(c, variant, "input %s was written (or could not be read back)", c->bname[i]);
+        ok = false;
+      }
+      free(back);
+    }
+  }
+  for (int i = 0; i < c->nbuf; i++) {
+    if (!c->b[i].out && snap[i])
+      memcpy(c->b[i].p, snap[i], c->b[i].bytes);
+    free(snap[i]);
+    if (mem[i])
+      dev->vt->free(dev, mem[i]);
+  }
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+static int kindex(const char **names, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(names[i], name))
+      return i;
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  double t0 = mlc_now();
+  build_cases();
+  /* shapes the lanes GEMV schedule takes (K a multiple of 32 lanes x one 16-byte slice) */
+  case_matmul(MLC_F16, false, 0, 0, 0, 1, 67, 512, 512);
+  case_matmul(MLC_F16, true, 0, 0, 0, 5, 33, 256, 300);
+  case_matmul(MLC_BF16, false, 0, 0, 30.0f, 3, 40, 768, 768);
+  case_matmul(MLC_F32, true, 0, 0, 0, 2, 29, 256, 256);
+  case_matmul(MLC_F16, false, 4, 2, 0, 6, 24, 512, 512);
+  case_gated(MLC_F16, MLC_KACT_SILU, true, 0, 0, 1, 48, 512, 512);
+  case_gated(MLC_BF16, MLC_KACT_GELU_TANH, false, 0, 0, 4, 20, 256, 260);
+  case_gated(MLC_F32, MLC_KACT_SILU, true, 3, 1, 3, 16, 384, 384);
+  mlc_buf csrc = {0};
+  const char **names = calloc(2 * MAXCASES, sizeof *names);
+  char **srcs = calloc(2 * MAXCASES, sizeof *srcs);
+  int n = 0;
+  for (int i = 0; i < ncases; i++) {
+    tcase *c = &cases[i];
+    lower_case(c, &csrc); /* names, buffer checks */
+    for (int generic = 0; generic < 2; generic++) {
+      const char *nm = generic ? c->gen_name : c->spec_name;
+      if (kindex(names, n, nm) >= 0)
+        continue;
+      mlc_kdesc d;
+      memcpy(&d, &c->d, sizeof d);
+      d.generic = generic;
+      kir_kernel *k = mlc_lower(&d, mlc_tunables_for(KIR_LANG_CUDA));
+      mlc_buf b = {0};
+      kir_render(k, KIR_LANG_CUDA, &b);
+      kir_free(k);
+      names[n] = nm;
+      srcs[n++] = mlc_buf_take(&b);
+    }
+  }
+  mlc_buf_free(&csrc);
+  if (mlc_nvrtc_load() != MLC_OK) {
+    printf("SKIP: %s\n", mlc_last_error());
+    return 77;
+  }
+  mlc_buf src = {0};
+  mlc_cuda_module_source(names, (const char *const *)srcs, n, &src);
+  const char *targets[] = {"sm_80", "sm_90"};
+  for (int t = 0; t < 2; t++) {
+    char *path = NULL, *data = NULL;
+    size_t len = 0;
+    bool cached = false;
+    double t1 = mlc_now();
+    if (mlc_cuda_compile(src.data, targets[t], 0, &path, &data, &len, &cached) != MLC_OK) {
+      printf("FAIL NVRTC %s: %s\n", targets[t], mlc_last_error());
+      failed++;
+    } else {
+      fprintf(stderr, "test_cuda_kernels: %d kernels -> %s: %zu bytes in %.2f s%s\n", n, targets[t], len,
+              mlc_now() - t1, cached ? " (cached)" : "");
+      passed++;
+    }
+    free(path);
+    free(data);
+  }
+  mlc_buf_free(&src);
+
+  mlc_device *dev = NULL;
+  const char *req = getenv("MLC_TEST_REQUIRE_DEVICE");
+  if (mlc_device_open("cuda", NULL, &dev) != MLC_OK) {
+    if (req && *req && strcmp(req, "0")) {
+      printf("FAIL opening the cuda device: %s\n", mlc_last_error());
+      failed++;
+    } else {
+      fprintf(stderr, "test_cuda_kernels: no CUDA device (%s): compile checks only\n", mlc_last_error());
+    }
+  } else {
+    fprintf(stderr, "test_cuda_kernels: running on %s\n", dev->vt->describe(dev));
+    mlc_dmodule *mod = NULL;
+    double tb = mlc_now();
+    if (dev->vt->build(dev, names, (const char *const *)srcs, n, 1, &mod) != MLC_OK) {
+      printf("FAIL building the CUDA module: %s\n", mlc_last_error());
+      failed++;
+    } else {
+      fprintf(stderr, "test_cuda_kernels: module built in %.2f s\n", mlc_now() - tb);
+      for (int i = 0; i < ncases; i++) {
+        tcase *c = &cases[i];
+        if (c->bad) {
+          failed += 2;
+          continue;
+        }
+        run_case_dev(dev, mod, kindex(names, n, c->spec_name), c, "cuda spec");
+        run_case_dev(dev, mod, kindex(names, n, c->gen_name), c, "cuda generic");
+      }
+      dev->vt->module_free(dev, mod);
+    }
+    mlc_device_close(dev);
+  }
+  for (int i = 0; i < n; i++)
+    free(srcs[i]);
+  free(srcs);
+  free(names);
+  fprintf(stderr, "test_cuda_kernels: %d cases, total %.2f s\n", ncases, mlc_now() - t0);
+  for (int i = 0; i < nallocs; i++)
+    free(allocs[i]);
+  free(allocs);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
