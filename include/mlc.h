@@ -110,6 +110,8 @@ typedef struct mlc_engine_options {
   int max_batch;           /* running sequences at once; 0: 16 */
   int max_total_tokens;    /* KV cache capacity in tokens (16 a page); 0: 16384 */
   int cache_slots;         /* prefix-cache entries; 0: max_batch; -1: no prefix cache */
+  int mixed_prefill;       /* prefill tokens in a step that also decodes (bounds the inter-token
+                              latency of running requests); 0: step tokens / 4; -1: no bound */
 } mlc_engine_options;
 
 /* Loads the model (and its tokenizer, if the directory has one) and starts the engine thread. */

@@ -235,7 +235,7 @@ expect_fail() {
   fi
 }
 
-expect_fail "logits --quant q4f16_1" "q4f16_1" -- logits "$LLAMA" --ids "$IDS" --quant q4f16_1
+expect_fail "logits --quant q9f99 (unknown scheme)" "q9f99" -- logits "$LLAMA" --ids "$IDS" --quant q9f99
 expect_fail "logits --device cuda" "cuda" -- logits "$LLAMA" --ids "$IDS" --device cuda
 
 # ---- generate --------------------------------------------------------------------------------
@@ -402,6 +402,16 @@ echo '{}' >"$T/not_a_dir"
 expect_fail "MODEL is a regular file" "$T/not_a_dir" -- logits "$T/not_a_dir" --ids 1,2
 expect_fail "MODEL does not exist" "$T/no_such_dir" -- logits "$T/no_such_dir" --ids 1,2
 expect_fail "generate MODEL is a regular file" "$T/not_a_dir" -- generate "$T/not_a_dir" --ids 1,2
+
+# ---- devices ---------------------------------------------------------------------------------
+
+out=$("$MLC" devices 2>&1)
+if [ $? -eq 0 ] && grep -q "^cpu" <<<"$out" && grep -q "^vulkan" <<<"$out" && grep -q "^opencl" <<<"$out"; then
+  ok "devices: a line for cpu, vulkan and opencl"
+else
+  bad "devices: a line for cpu, vulkan and opencl" "$out"
+fi
+expect_fail "unknown --device" "not available" -- logits "$LLAMA" --ids 1,2 --device nosuch
 
 echo "($((SECONDS - START)) s)"
 echo "$passed passed, $failed failed"

@@ -176,8 +176,19 @@ run convert "$FIX" --quant q4f16_1
 [ $rc -eq 2 ] && ok "missing -o: usage, exit 2" || bad "missing -o" "rc=$rc"
 run convert --help
 [ $rc -eq 0 ] && grep -q "q8f16_1" "$T/out" && ok "convert --help lists the schemes" || bad "convert --help"
+# --quant on a HF directory: quantized once into the cache, same logits as the converted package
+MLC_CACHE_DIR_SAVED="${MLC_CACHE_DIR:-}"
+export MLC_CACHE_DIR="$T/cache2"
 run logits "$FIX" --ids "$IDS" --quant q4f16_1
-[ $rc -ne 0 ] && grep -q "mlc convert" "$T/err" && ok "--quant q4f16_1 on a HF directory points to mlc convert" || bad "--quant on HF dir" "$(cat "$T/err")"
+cp "$T/out" "$T/hfq.json"
+e=$(relerr)
+[ $rc -eq 0 ] && [ -n "$(ls -d "$T"/cache2/pkg-* 2>/dev/null)" ] && python3 -c "import sys; sys.exit(0 if float('$e') < 0.25 else 1)" &&
+  ok "--quant q4f16_1 on a HF directory quantizes at load (relative L2 $e)" || bad "--quant on a HF directory" "$(head -c 300 "$T/err")"
+run logits "$T/q4" --ids "$IDS"
+cmp -s "$T/out" "$T/hfq.json" && ok "... identical to the logits of the converted package" || bad "quantize-at-load logits differ from the package's"
+export MLC_CACHE_DIR="$MLC_CACHE_DIR_SAVED"
+run logits "$FIX" --ids "$IDS" --quant q9f99
+[ $rc -ne 0 ] && grep -q "unknown quantization 'q9f99'" "$T/err" && ok "--quant with an unknown scheme" || bad "--quant unknown" "$(cat "$T/err")"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -98,6 +98,23 @@ int main(int argc, char **argv) {
   case_gated(MLC_F16, MLC_KACT_SILU, true, 0, 0, 1, 48, 512, 512);
   case_gated(MLC_BF16, MLC_KACT_GELU_TANH, false, 0, 0, 4, 20, 256, 260);
   case_gated(MLC_F32, MLC_KACT_SILU, true, 3, 1, 3, 16, 384, 384);
+  /* real shapes the row-lanes schedules take (a warp per row / head: lanes over hidden 2048 or
+   * 4096, head_dim 64 or 128; lower.c row_lanes, attention_lanes) */
+  case_embed(MLC_F16, 2048, 50, 3, 1.0f);
+  case_embed(MLC_BF16, 4096, 20, 1, 0.5f);
+  case_rmsnorm(MLC_F16, 0, 3, 2048, 2048, 2048, 1e-5f);
+  case_rmsnorm(MLC_F32, 1, 3, 1024, 128, 1100, 1e-6f);
+  case_add_rmsnorm(MLC_F16, 0, 3, 2048, 1e-5f);
+  case_add_rmsnorm(MLC_BF16, 1, 1, 4096, 1e-6f);
+  case_rope(3, 4, 128, 128, 4 * 128 + 64, 1.0f);
+  case_rope(1, 2, 64, 64, 200, 0.9f);
+  case_kv_append(3, 2, 64, true);
+  case_kv_append(1, 8, 128, false);
+  case_rope_kv(3, 8, 2, 64, 64, true, 1.0f);
+  case_rope_kv(1, 32, 8, 128, 128, true, 1.0f);
+  case_attention(3, 8, 2, 64, 0, 0, 1.0);
+  case_attention(5, 32, 8, 128, 0, 0, 1.0);
+  case_attention(3, 4, 2, 128, 7, 2.0f, 3.0);
   mlc_buf csrc = {0};
   const char **names = calloc(2 * MAXCASES, sizeof *names);
   char **srcs = calloc(2 * MAXCASES, sizeof *srcs);

@@ -2,6 +2,7 @@
  * boundaries; greedy outputs under batching, prefix caching, n > 1 forks and KV preemption equal
  * the same request run alone; seeded sampling is reproducible; cancellation frees KV pages;
  * max_tokens, logprobs, logit_bias. Uses the bundled model (models/default). */
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/sampler.h"
 #include "mlc.h"
 
 static int passed, failed;
@@ -46,6 +48,81 @@ static void test_stop(void) {
   check(!s && !strcmp(o, "tail ST"), "stop: final releases everything");
   free(o);
   mlc_buf_free(&h);
+}
+
+/* ---- the sampler's partial sort equals a full sort ---- */
+static uint64_t ref_u64(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+static int ref_cmp(const void *a, const void *b, void *ctx) {
+  const float *p = ctx;
+  float x = p[*(const int32_t *)a], y = p[*(const int32_t *)b];
+  if (x != y)
+    return x < y ? 1 : -1;
+  return *(const int32_t *)a - *(const int32_t *)b;
+}
+static int32_t ref_sample(const mlc_sampling *p, uint64_t *st, const float *lg, int V, float *prob, int32_t *idx) {
+  float mx = lg[mlc_argmax(lg, V)];
+  double sum = 0;
+  for (int i = 0; i < V; i++) {
+    prob[i] = expf((lg[i] - mx) / p->temperature);
+    sum += prob[i];
+  }
+  for (int i = 0; i < V; i++) {
+    prob[i] = (float)(prob[i] / sum);
+    idx[i] = i;
+  }
+  int n = V;
+  qsort_r(idx, (size_t)V, sizeof(int32_t), ref_cmp, prob);
+  if (p->top_k > 0 && p->top_k < n)
+    n = p->top_k;
+  if (p->top_p < 1) {
+    double cum = 0;
+    for (int i = 0; i < n; i++) {
+      cum += prob[idx[i]];
+      if (cum >= p->top_p) {
+        n = i + 1;
+        break;
+      }
+    }
+  }
+  double total = 0, acc = 0;
+  for (int i = 0; i < n; i++)
+    total += prob[idx[i]];
+  double r = (double)(ref_u64(st) >> 11) * (1.0 / 9007199254740992.0) * total;
+  for (int i = 0; i < n; i++) {
+    acc += prob[idx[i]];
+    if (r < acc)
+      return idx[i];
+  }
+  return idx[n - 1];
+}
+static void test_sampler(void) {
+  int V = 20000, bad = 0;
+  float *lg = malloc(sizeof(float) * V), *pr = malloc(sizeof(float) * V);
+  int32_t *ix = malloc(sizeof(int32_t) * V);
+  uint64_t g = 99;
+  for (int t = 0; t < 60; t++) {
+    for (int i = 0; i < V; i++)
+      lg[i] = (float)((ref_u64(&g) >> 40) % 10000) / 10000.0f * (float)(2 + t % 5) * 4;
+    if (t % 4 == 0)
+      for (int i = 0; i < 50; i++)
+        lg[i * 7] = lg[0]; /* ties */
+    mlc_sampling p = {.temperature = 0.5f + (float)(t % 4) * 0.4f, .top_p = (t % 2) ? 0.9f : 1.0f,
+                      .top_k = (t % 3) ? 40 * (t % 3) : 0};
+    if (p.top_p == 1.0f && p.top_k == 0)
+      p.top_p = 0.5f;
+    uint64_t a = (uint64_t)t, b = (uint64_t)t;
+    for (int k = 0; k < 4; k++)
+      bad += mlc_sample_logits(&p, &a, lg, V, pr, ix) != ref_sample(&p, &b, lg, V, pr, ix);
+  }
+  check(bad == 0, "top-k / top-p over a partial sort draw exactly what a full sort draws");
+  free(lg);
+  free(pr);
+  free(ix);
 }
 
 /* ---- a collector of one request's events ---- */
@@ -293,6 +370,7 @@ int main(int argc, char **argv) {
   snprintf(dir, sizeof dir, "%s/models/default", root);
   double t0 = mlc_now();
   test_stop();
+  test_sampler();
   test_engine(dir, 16384, 16, "large KV");
   test_engine(dir, 256, 48, "small KV");
   double t1 = mlc_now();

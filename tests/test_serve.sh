@@ -133,6 +133,11 @@ grep -qi '^access-control-allow-origin: \*' "$WORK/h" && grep -q ' 204' "$WORK/h
 curl -s -D "$WORK/h" -o /dev/null "$BASE/health"
 grep -qi '^access-control-allow-origin' "$WORK/h" && ok || bad "CORS header on responses"
 
+# a stream runs meanwhile: slow and broken clients must not hurt it
+curl -sN --max-time 60 -H "$AUTH" -H "$J" "$CHAT" \
+  -d '{"model":"default","messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":120,"ignore_eos":true,"stream":true}' \
+  >"$WORK/bg" &
+BG=$!
 # a body that trickles in for longer than --timeout (3 s) gets 408
 python3 - "$PORT" "$KEY" >"$WORK/slow" <<'EOF'
 import socket, sys, time
@@ -188,6 +193,23 @@ except socket.timeout:
     print("still open")
 EOF
 grep -q 'closed after .* 408' "$WORK/half" && ok || bad "half-sent request: $(cat "$WORK/half")"
+wait $BG
+grep -q '^data: \[DONE\]' "$WORK/bg" && [ "$(grep -c '"finish_reason":"length"' "$WORK/bg")" = 1 ] && ok ||
+  bad "a stream running beside slow clients: $(tail -c 300 "$WORK/bg")"
+# a client that gives up on a non-streamed request cancels it: its KV pages come back
+metric() { curl -s "$BASE/metrics" | sed -n "s/^$1 //p"; }
+aborts0=$(metric 'mlc_requests_total{finish_reason="abort"}')
+curl -s --max-time 1 -o /dev/null -H "$AUTH" -H "$J" "$CHAT" \
+  -d '{"model":"default","messages":[{"role":"user","content":"Tell me a long story."}],"max_tokens":900,"ignore_eos":true}'
+for _ in $(seq 50); do
+  [ "$(metric mlc_num_requests_running)" = 0 ] && break
+  sleep 0.1
+done
+aborts1=$(metric 'mlc_requests_total{finish_reason="abort"}')
+used=$(metric mlc_kv_cache_pages_used)
+cached=$(metric mlc_prefix_cache_pages)
+[ "$aborts1" = $((aborts0 + 1)) ] && [ "$used" -le "$cached" ] && ok ||
+  bad "non-streamed disconnect: aborts $aborts0 -> $aborts1, KV pages used $used, prefix cache $cached"
 req "still serving after bad input" 200 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
 echo "test_serve (raw HTTP): $pass passed, $fail failed"
 

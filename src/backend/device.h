@@ -50,6 +50,13 @@ typedef struct mlc_device_vt {
   mlc_status (*sync)(mlc_device *d);
   /* One line describing the device (name, threads or adapter). */
   const char *(*describe)(mlc_device *d);
+  /* Optional (NULL: nothing to do). Bracket the launches of one forward step: in between, the
+   * device may hold launches back and issue the sequence as one unit (CUDA: a graph, kept per
+   * exact launch sequence, so a step of the same shape and buffers replays it; docs/device.md).
+   * Any other call in between issues what was held first. step_end issues the rest and returns
+   * the first launch error. */
+  void (*step_begin)(mlc_device *d);
+  mlc_status (*step_end)(mlc_device *d);
 } mlc_device_vt;
 
 struct mlc_device {

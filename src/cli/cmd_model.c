@@ -80,7 +80,9 @@ int mlc_cli_model_opt(const char *cmd, int argc, char **argv, int *i, mlc_cli_mo
 const char *mlc_cli_model_help =
     "model options:\n"
     "  --device D          cpu (default), cuda[:N], vulkan[:N], opencl[:N] (see `mlc devices`)\n"
-    "  --quant Q           q0f32: compute in f32 from the stored weights (default)\n"
+    "  --quant Q           a Hugging Face directory: q0f32 (default: the stored weights), or a scheme\n"
+    "                      (q4f16_1, q8f16_1, ...: converted once into the kernel cache); a GGUF file:\n"
+    "                      the scheme of its cached package\n"
     "  --threads T         worker threads (default: all cores)\n"
     "  --max-seq-len N     context window (default: the model's, at most 4096)\n"
     "  --prefill-chunk N   tokens per forward step (default 256)\n"

@@ -72,6 +72,8 @@ int mlc_cmd_serve(int argc, char **argv) {
              "  --max-batch N         sequences generated at once (default 32)\n"
              "  --max-total-tokens N  KV cache capacity in tokens (default 16384)\n"
              "  --cache-slots N       prefix-cache entries (default: max-batch; 0: off)\n"
+             "  --mixed-prefill N     prompt tokens in a step that also decodes (default: prefill chunk / 4;\n"
+             "                        0: no bound); lower: steadier streams, higher: faster first tokens\n"
              "  --timeout S           idle connection and slow-body timeout in seconds (default 30)\n"
              "  --max-body BYTES      request body limit (default 1048576)\n\n%s",
              mlc_cli_model_help);
@@ -79,7 +81,8 @@ int mlc_cmd_serve(int argc, char **argv) {
     }
     bool takes = !strcmp(a, "--host") || !strcmp(a, "--port") || !strcmp(a, "--api-key") || !strcmp(a, "--model-id") ||
                  !strcmp(a, "--max-batch") || !strcmp(a, "--max-total-tokens") || !strcmp(a, "--timeout") ||
-                 !strcmp(a, "--max-body") || !strcmp(a, "--cache-slots");
+                 !strcmp(a, "--max-body") || !strcmp(a, "--cache-slots") ||
+                 !strcmp(a, "--mixed-prefill");
     if (takes && !v) {
       fprintf(stderr, "mlc serve: %s needs a value\n", a);
       return 1;
@@ -106,6 +109,10 @@ int mlc_cmd_serve(int argc, char **argv) {
       if (!int_arg(a, v, 0, 4096, &l))
         return 1;
       o.engine.cache_slots = l ? (int)l : -1;
+    } else if (!strcmp(a, "--mixed-prefill")) {
+      if (!int_arg(a, v, 0, 1 << 20, &l))
+        return 1;
+      o.engine.mixed_prefill = l ? (int)l : -1;
     } else if (!strcmp(a, "--timeout")) {
       if (!int_arg(a, v, 1, 3600, &l))
         return 1;

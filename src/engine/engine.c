@@ -111,7 +111,7 @@ struct mlc_engine {
   mlc_model *m;
   mlc_tokenizer *tok;
   char *dir;
-  int V, ctx, step_tokens, max_batch, cache_slots;
+  int V, ctx, step_tokens, max_batch, cache_slots, mixed_prefill;
   int32_t eos[10];
   int n_eos;
   pthread_t th;
@@ -429,7 +429,7 @@ mlc_status mlc_engine_submit(mlc_engine *e, const int32_t *prompt, int n_prompt,
   r->p.bias_ids = NULL;
   r->p.bias_values = NULL;
   pthread_mutex_lock(&e->mu);
-  uint64_t seed = p->has_seed ? p->seed : 0x5eed0000ULL + e->seed_ctr++ * 0x9e3779b97f4a7c15ULL;
+  uint64_t seed = p->has_seed ? p->seed : e->seed_ctr++ * 0x9e3779b97f4a7c15ULL;
   r->id = ++e->next_id;
   pthread_mutex_unlock(&e->mu);
   for (int i = 0; ok && i < n; i++) {
@@ -822,6 +822,8 @@ static bool engine_step(mlc_engine *e) {
   }
   budget -= ni;
   int decodes = ni;
+  if (decodes && budget > e->mixed_prefill)
+    budget = e->mixed_prefill; /* keep the decoding requests' steps short */
   int fp = free_pages(e);
   for (int i = 0; i < ni; i++)
     fp -= pages_needed(items[i].c->seq, 1);
@@ -1026,6 +1028,7 @@ mlc_status mlc_engine_new(const char *model_dir, const mlc_engine_options *opt, 
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->cv, NULL);
+  e->seed_ctr = (uint64_t)(mlc_now() * 1e6); /* unseeded requests differ across runs too */
   e->max_batch = o.max_batch > 0 ? o.max_batch : 16;
   e->cache_slots = o.cache_slots < 0 ? 0 : o.cache_slots > 0 ? o.cache_slots : e->max_batch;
   mlc_model_options mo = o.model;
@@ -1051,6 +1054,9 @@ mlc_status mlc_engine_new(const char *model_dir, const mlc_engine_options *opt, 
   e->V = mlc_model_vocab_size(e->m);
   e->ctx = mlc_model_context(e->m);
   e->step_tokens = mlc_model_step_tokens(e->m);
+  e->mixed_prefill = o.mixed_prefill < 0 ? e->step_tokens : o.mixed_prefill > 0 ? o.mixed_prefill : e->step_tokens / 4;
+  if (e->mixed_prefill < 1)
+    e->mixed_prefill = 1;
   const mlc_model_config *c = &e->m->cfg;
   for (int i = 0; i < c->n_eos && e->n_eos < 9; i++)
     e->eos[e->n_eos++] = c->eos_ids[i];

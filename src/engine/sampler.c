@@ -79,6 +79,30 @@ int32_t mlc_sample_logits(const mlc_sampling *p, uint64_t *state, const float *l
   }
   bool filter = (p->top_k > 0 && p->top_k < n) || (p->top_p > 0 && p->top_p < 1.0f);
   if (filter) {
+    /* Sort only the likely tokens: those with prob >= a threshold, lowered until they hold top_p
+     * of the mass and at least top_k tokens. Every token left out is less likely than every token
+     * kept, so the sorted prefix, and the draw, are those of a full sort (a large vocabulary is
+     * not sorted for every token). */
+    float pmax = (float)(1.0 / sum);
+    for (float thr = pmax * 0.0625f; thr > 1e-30f; thr *= 0.0625f) {
+      int k = 0;
+      double mass = 0;
+      for (int i = 0; i < n; i++)
+        if (prob[idx[i]] >= thr) {
+          mass += prob[idx[i]];
+          k++;
+        }
+      bool enough = (p->top_p > 0 && p->top_p < 1.0f ? mass >= p->top_p : true) &&
+                    (p->top_k > 0 && p->top_k < n ? k >= p->top_k : true);
+      if (!enough)
+        continue;
+      int w = 0;
+      for (int i = 0; i < n; i++)
+        if (prob[idx[i]] >= thr)
+          idx[w++] = idx[i];
+      n = w;
+      break;
+    }
     qsort_r(idx, (size_t)n, sizeof(int32_t), cmp_prob_desc, prob);
     if (p->top_k > 0 && p->top_k < n)
       n = p->top_k;

@@ -1324,6 +1324,59 @@ mlc_status mlc_gguf_package(const char *gguf_path, const char *quant, char **dir
   return *dir ? MLC_OK : MLC_ERR_NOMEM;
 }
 
+/* A Hugging Face directory quantized into $MLC_CACHE_DIR/pkg-<hash of its files' names, sizes,
+ * times and the scheme>. */
+static mlc_status hf_package(const char *dir, const char *quant, char **out) {
+  *out = NULL;
+  if (!mlc_qscheme_find(quant))
+    return mlc_err(MLC_ERR_INVALID_ARG, "unknown quantization '%s' (supported: %s)", quant, mlc_qscheme_list());
+  uint64_t h = mlc_hash64(quant, strlen(quant), 0x9e37);
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    size_t n = strlen(e->d_name);
+    if (!(n > 12 && !strcmp(e->d_name + n - 12, ".safetensors")) && strcmp(e->d_name, "config.json") &&
+        strcmp(e->d_name, "model.safetensors.index.json"))
+      continue;
+    char *p = mlc_path_join(dir, e->d_name);
+    struct stat sb;
+    if (p && stat(p, &sb) == 0) {
+      long long v[2] = {(long long)sb.st_size, (long long)sb.st_mtime};
+      h ^= mlc_hash64(e->d_name, n, 0) + mlc_hash64(v, sizeof v, 0); /* order-independent */
+    }
+    free(p);
+  }
+  if (d)
+    closedir(d);
+  char *abs = realpath(dir, NULL);
+  if (abs)
+    h = mlc_hash64(abs, strlen(abs), h);
+  free(abs);
+  const char *cd = getenv("MLC_CACHE_DIR"), *home = getenv("HOME");
+  char base[900], path[1024];
+  if (cd && cd[0])
+    snprintf(base, sizeof base, "%s", cd);
+  else
+    snprintf(base, sizeof base, "%s/.cache/mlc-c", home ? home : "/tmp");
+  snprintf(path, sizeof path, "%s/pkg-%016llx", base, (unsigned long long)h);
+  if (!mlc_pkg_is_package(path)) {
+    for (char *p = base + 1; *p; p++)
+      if (*p == '/') {
+        *p = 0;
+        mkdir(base, 0755);
+        *p = '/';
+      }
+    mkdir(base, 0755);
+    mlc_convert_opts o = {.src = dir, .out = path, .quant = quant};
+    mlc_convert_report rep;
+    mlc_status st = mlc_convert(&o, &rep);
+    if (st != MLC_OK)
+      return mlc_err_context(st, "quantizing %s to %s", dir, quant);
+  }
+  *out = mlc_strdup(path);
+  return *out ? MLC_OK : MLC_ERR_NOMEM;
+}
+
 mlc_status mlc_model_source(const char *path, const char *quant, char **dir, mlc_model_config *cfg, mlc_st_set **st) {
   *dir = NULL;
   *st = NULL;
@@ -1347,13 +1400,15 @@ mlc_status mlc_model_source(const char *path, const char *quant, char **dir, mlc
     s = mlc_pkg_open(*dir, cfg, st, pq);
     if (s == MLC_OK && quant && !gguf && strcmp(quant, pq) && strcmp(quant, "q0f32"))
       s = mlc_err(MLC_ERR_INVALID_ARG, "%s is a %s package; --quant %s would need a conversion (mlc convert)", *dir, pq, quant);
-  } else {
-    if (quant && strcmp(quant, "q0f32") != 0)
-      s = mlc_err(MLC_ERR_UNSUPPORTED,
-                  "quantization '%s' is not supported when running a Hugging Face directory (use q0f32, or mlc convert "
-                  "--quant %s first)", quant, quant);
+  } else if (quant && strcmp(quant, "q0f32") != 0) {
+    /* quantize at load: a package in the cache, converted once */
+    char *pkg = NULL;
+    s = hf_package(*dir, quant, &pkg);
     if (s == MLC_OK)
-      s = mlc_config_load(*dir, cfg);
+      s = mlc_pkg_open(pkg, cfg, st, NULL);
+    free(pkg);
+  } else {
+    s = mlc_config_load(*dir, cfg);
     if (s == MLC_OK)
       s = mlc_st_open_dir(*dir, st);
   }

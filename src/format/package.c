@@ -342,6 +342,9 @@ static mlc_status chat_config(const char *dir, mlc_model_config *cfg, char quant
     if (v && !cJSON_GetObjectItem(hf, alias[i][1]))
       cJSON_AddItemToObject(hf, alias[i][1], cJSON_Duplicate(v, 1));
   }
+  cJSON *sw = cJSON_GetObjectItem(hf, "sliding_window_size"); /* MLC's name; -1: off */
+  if (cJSON_IsNumber(sw) && sw->valuedouble > 0 && !cJSON_GetObjectItem(hf, "sliding_window"))
+    cJSON_AddNumberToObject(hf, "sliding_window", sw->valuedouble);
   char *text = cJSON_PrintUnformatted(hf);
   cJSON_Delete(hf);
   if (!text) {

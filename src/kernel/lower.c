@@ -16,7 +16,7 @@
 #include <string.h>
 
 static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16};
-static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4};
+static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32}; /* lanes: a workgroup per output (render.c) */
 static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32};
 const mlc_tunables *mlc_tunables_for(kir_lang lang) {
   return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : &TUNE_C;
@@ -227,6 +227,33 @@ static kir_node *lane0(lctx *c, kir_node *st) {
   return c->k->lanes > 1 ? kir_if(c->k, kir_bin(c->k, KIR_EQ, kir_lane(c->k), I(c, 0)), st, NULL) : st;
 }
 
+/*
+ * Lanes over a row (CUDA; docs/backends.md): the `lanes` invocations of one parallel index split
+ * a loop of n iterations, lane l taking i = trip * lanes + l (coalesced). Taken by specialised
+ * kernels whose loop lengths are literal multiples of the lanes (row_lanes sets k->lanes); C,
+ * generic kernels and odd sizes keep one invocation per index. $MLC_NO_LANES disables it.
+ */
+static bool row_lanes(lctx *c, const int64_t *n, int cnt) {
+  if (c->tu->lanes <= 1 || c->d->generic || getenv("MLC_NO_LANES"))
+    return false;
+  for (int i = 0; i < cnt; i++)
+    if (n[i] <= 0 || n[i] % c->tu->lanes)
+      return false;
+  c->k->lanes = c->tu->lanes;
+  return true;
+}
+/* for var in [0, n): body, split over the lanes when the kernel has them */
+static kir_node *lfor(lctx *c, int var, kir_node *n, kir_node *body) {
+  kir_kernel *k = c->k;
+  if (k->lanes <= 1)
+    return kir_for(k, var, I(c, 0), n, KIR_LOOP_SERIAL, body);
+  MLC_ASSERT(n->op == KIR_CONST && n->i % k->lanes == 0);
+  int t = kir_var(k, "lt", KIR_I64);
+  kir_node *items[2] = {kir_local(k, var, ADD(MUL(V(t), I(c, k->lanes)), kir_lane(k))), body};
+  int64_t trips = n->i / k->lanes;
+  return kir_for(k, t, I(c, 0), I(c, trips), trips <= 8 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL, kir_seq(k, items, 2));
+}
+
 static kir_node *act(lctx *c, int kind, kir_node *x) {
   kir_kernel *k = c->k;
   switch (kind) {
@@ -255,10 +282,11 @@ static void rule_embed(lctx *c) {
   kir_node *H = SZ(c, 0), *t = kir_grid(k);
   wsrc tab = wsrc_new(c, "table", (mlc_dtype)c->d->var[0], H, SZ(c, 1)); /* [V, H] */
   wsrc_scale(c, &tab, "table_scale");
+  row_lanes(c, &c->d->size[0], 1);
   int i = kir_var(k, "i", KIR_I64);
   kir_node *row = LD(ids, t);
   kir_node *st = kir_store(k, out, ADD(MUL(t, H), V(i)), MUL(wload(c, &tab, row, V(i)), FV(c, 0)));
-  kir_finish(k, kir_for(k, i, I(c, 0), H, KIR_LOOP_SERIAL, st));
+  kir_finish(k, lfor(c, i, H, st));
 }
 
 /* Normalises groups of D within rows of C: y = x * rsqrt(mean(x^2) + eps) * (w or 1 + w).
@@ -282,6 +310,7 @@ static void rule_rmsnorm(lctx *c, bool fused_add) {
   kir_node *groups = DIV(C, D);
   kir_node *r = DIV(g, groups), *grp = MOD(g, groups);
   kir_node *obase = ADD(MUL(r, C), MUL(grp, D));
+  row_lanes(c, &c->d->size[fused_add ? 0 : 1], 1); /* a warp per group: lanes over D */
   kir_block blk = {0};
   int ss = kir_var(k, "ss", KIR_F32);
   kir_push(&blk, kir_local(k, ss, F(c, 0)));
@@ -291,12 +320,14 @@ static void rule_rmsnorm(lctx *c, bool fused_add) {
     kir_block body = {0};
     kir_push(&body, kir_store(k, sum, ADD(obase, V(i)), v));
     kir_push(&body, kir_assign(k, ss, ADD(V(ss), MUL(v, v))));
-    kir_push(&blk, kir_for(k, i, I(c, 0), D, KIR_LOOP_SERIAL, kir_block_done(k, &body)));
-    x = sum;
+    kir_push(&blk, lfor(c, i, D, kir_block_done(k, &body)));
+    x = sum; /* each lane reads back only the elements it wrote */
   } else {
     kir_node *v = LD(x, ADD(ADD(MUL(r, xs), MUL(grp, D)), V(i)));
-    kir_push(&blk, kir_for(k, i, I(c, 0), D, KIR_LOOP_SERIAL, kir_assign(k, ss, ADD(V(ss), MUL(v, v)))));
+    kir_push(&blk, lfor(c, i, D, kir_assign(k, ss, ADD(V(ss), MUL(v, v)))));
   }
+  if (k->lanes > 1)
+    kir_push(&blk, kir_assign(k, ss, kir_un(k, KIR_LANE_SUM, V(ss))));
   int sc = kir_var(k, "scale", KIR_F32);
   kir_push(&blk, kir_local(k, sc, DIV(F(c, 1.0), kir_un(k, KIR_SQRT, ADD(DIV(V(ss), kir_un(k, KIR_TOF, D)), FV(c, 0))))));
   int j = kir_var(k, "j", KIR_I64);
@@ -304,7 +335,7 @@ static void rule_rmsnorm(lctx *c, bool fused_add) {
   kir_node *wv = LD(w, V(j));
   if (add_one)
     wv = ADD(F(c, 1.0), wv);
-  kir_push(&blk, kir_for(k, j, I(c, 0), D, KIR_LOOP_SERIAL, kir_store(k, out, ADD(obase, V(j)), MUL(MUL(xin, V(sc)), wv))));
+  kir_push(&blk, lfor(c, j, D, kir_store(k, out, ADD(obase, V(j)), MUL(MUL(xin, V(sc)), wv))));
   kir_finish(k, kir_block_done(k, &blk));
 }
 
@@ -426,7 +457,7 @@ static void rotate_head(lctx *c, kir_block *blk, int src, kir_node *sbase, kir_n
   kir_node *x1 = LD(src, ADD(sbase, V(i))), *x2 = LD(src, ADD(sbase, ADD(V(i), half)));
   kir_push(&body, kir_store(k, dst.buf, ADD(dst.base, V(i)), SUB(MUL(x1, V(cs)), MUL(x2, V(sn)))));
   kir_push(&body, kir_store(k, dst.buf, ADD(dst.base, ADD(V(i), half)), ADD(MUL(x2, V(cs)), MUL(x1, V(sn)))));
-  kir_push(blk, kir_for(k, i, I(c, 0), half, KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+  kir_push(blk, lfor(c, i, half, kir_block_done(k, &body)));
   int p = kir_var(k, "p", KIR_I64);
   kir_node *cp = kir_store(k, dst.buf, ADD(dst.base, V(p)), LD(src, ADD(sbase, V(p))));
   if (!(rot->op == KIR_CONST && D->op == KIR_CONST && rot->i == D->i))
@@ -461,12 +492,20 @@ static void append_kv_head(lctx *c, kir_block *blk, int kv, int k_, int v_, int 
                               LD(k_, ADD(ADD(MUL(t, ks), MUL(h, D)), V(i)))));
   kir_push(&body, kir_store(k, kv, ADD(kv_index(c, V(pg), 1, h, slot, Hkv, D), V(i)),
                             LD(v_, ADD(ADD(MUL(t, vs), MUL(h, D)), V(i)))));
-  kir_push(blk, kir_for(k, i, I(c, 0), D, KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+  kir_push(blk, lfor(c, i, D, kir_block_done(k, &body)));
 }
 
 /* out[t, h] = rope(x[t, h]).  grid: n * H */
+/* lanes for a rotation of whole heads (rot == D): over the rot / 2 pairs */
+static void rope_lanes(lctx *c, int D_idx, int rot_idx) {
+  int64_t half = c->d->size[rot_idx] / 2;
+  if (c->d->size[rot_idx] == c->d->size[D_idx])
+    row_lanes(c, &half, 1);
+}
+
 static void rule_rope(lctx *c) {
   kir_kernel *k = c->k;
+  rope_lanes(c, 1, 2);
   int out = kir_buf_arg(k, "out", MLC_F32, true);  /* [n, H * D] */
   int x = kir_buf_arg(k, "x", MLC_F32, false);     /* [n, stride] */
   int pos = kir_buf_arg(k, "pos", MLC_I32, false); /* [n] */
@@ -487,6 +526,7 @@ static void rule_kv_append(lctx *c) {
   int pos = kir_buf_arg(k, "pos", MLC_I32, false), seq = kir_buf_arg(k, "seq", MLC_I32, false),
       pages = kir_buf_arg(k, "pages", MLC_I32, false);
   kir_node *Hkv = SZ(c, 0), *D = SZ(c, 1), *g = kir_grid(k);
+  row_lanes(c, &c->d->size[1], 1);
   kir_block blk = {0};
   append_kv_head(c, &blk, kv, k_, v_, pos, seq, pages, DIV(g, Hkv), MOD(g, Hkv), Hkv, D, SZ(c, 2), SZ(c, 3), SZ(c, 4),
                  true);
@@ -505,6 +545,7 @@ static void rule_rope_kv(lctx *c) {
       pages = kir_buf_arg(k, "pages", MLC_I32, false);
   int invf = kir_buf_arg(k, "inv_freq", MLC_F32, false);
   kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *rot = SZ(c, 3), *maxp = SZ(c, 7);
+  rope_lanes(c, 2, 3); /* then D = rot is a multiple of the lanes too (append_kv_head) */
   kir_node *g = kir_grid(k), *HT = ADD(Hq, Hkv);
   kir_node *t = DIV(g, HT), *hh = MOD(g, HT);
   kir_node *p = LD(pos, t);
@@ -521,6 +562,72 @@ static void rule_rope_kv(lctx *c) {
 }
 
 /*
+ * attention with lanes (a warp per (token, query head), D a multiple of the lanes): lane l holds
+ * dims l, l + lanes, ... of q and of the output accumulator; per position the lanes' partial
+ * q.k products are combined by KIR_LANE_SUM, every lane runs the same online softmax and updates
+ * its own output dims.
+ */
+static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages, int kv) {
+  kir_kernel *k = c->k;
+  bool cap = c->d->var[0];
+  int L = k->lanes;
+  int64_t per = c->d->size[2] / L;
+  int qv = kir_buf_local(k, "qv", MLC_F32, per), acc = kir_buf_local(k, "o", MLC_F32, per);
+  kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4);
+  kir_node *g = kir_grid(k), *t = DIV(g, Hq), *h = MOD(g, Hq);
+  kir_node *kvh = DIV(h, DIV(Hq, Hkv));
+  kir_loop kind = per <= 8 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL;
+#define LDX(j) ADD(MUL(j, I(c, L)), kir_lane(k)) /* the head dim of this lane's j-th element */
+  kir_block blk = {0};
+  int i = kir_var(k, "j", KIR_I64);
+  kir_block ib = {0};
+  kir_push(&ib, kir_store(k, qv, V(i), MUL(LD(q, ADD(ADD(MUL(t, SZ(c, 5)), MUL(h, D)), LDX(V(i)))), FV(c, 0))));
+  kir_push(&ib, kir_store(k, acc, V(i), F(c, 0)));
+  kir_push(&blk, kir_for(k, i, I(c, 0), I(c, per), kind, kir_block_done(k, &ib)));
+  int pend = kir_var(k, "pend", KIR_I64), pbeg = kir_var(k, "pbeg", KIR_I64);
+  kir_push(&blk, kir_local(k, pend, LD(pos, t)));
+  kir_node *wstart = kir_bin(k, KIR_MAX, I(c, 0), ADD(SUB(V(pend), win), I(c, 1)));
+  kir_push(&blk, kir_local(k, pbeg, kir_sel(k, kir_bin(k, KIR_LT, I(c, 0), win), wstart, I(c, 0))));
+  int mx = kir_var(k, "mx", KIR_F32), den = kir_var(k, "den", KIR_F32);
+  kir_push(&blk, kir_local(k, mx, F(c, -INFINITY)));
+  kir_push(&blk, kir_local(k, den, F(c, 0)));
+  int p = kir_var(k, "p", KIR_I64);
+  kir_block pb = {0};
+  int pg = kir_var(k, "page", KIR_I64);
+  kir_push(&pb, kir_local(k, pg, page_of(c, pages, seq, t, V(p), maxp)));
+  kir_node *slot = MOD(V(p), I(c, MLC_KV_PAGE));
+  int kb = kir_var(k, "kb", KIR_I64), vb = kir_var(k, "vb", KIR_I64);
+  kir_push(&pb, kir_local(k, kb, kv_index(c, V(pg), 0, kvh, slot, Hkv, D)));
+  kir_push(&pb, kir_local(k, vb, kv_index(c, V(pg), 1, kvh, slot, Hkv, D)));
+  int part = kir_var(k, "part", KIR_F32);
+  kir_push(&pb, kir_local(k, part, F(c, 0)));
+  int j1 = kir_var(k, "j", KIR_I64);
+  kir_push(&pb, kir_for(k, j1, I(c, 0), I(c, per), kind,
+                        kir_assign(k, part, ADD(V(part), MUL(LD(qv, V(j1)), LD(kv, ADD(V(kb), LDX(V(j1)))))))));
+  int s = kir_var(k, "s_qk", KIR_F32);
+  kir_push(&pb, kir_local(k, s, kir_un(k, KIR_LANE_SUM, V(part))));
+  kir_node *sv = cap ? softcap(c, V(s), FV(c, 1)) : V(s);
+  int sc = kir_var(k, "sc", KIR_F32);
+  kir_push(&pb, kir_local(k, sc, sv));
+  int mn = kir_var(k, "mnew", KIR_F32);
+  kir_push(&pb, kir_local(k, mn, kir_bin(k, KIR_MAX, V(mx), V(sc))));
+  int corr = kir_var(k, "corr", KIR_F32), e = kir_var(k, "e", KIR_F32);
+  kir_push(&pb, kir_local(k, corr, kir_un(k, KIR_EXP, SUB(V(mx), V(mn)))));
+  kir_push(&pb, kir_local(k, e, kir_un(k, KIR_EXP, SUB(V(sc), V(mn)))));
+  kir_push(&pb, kir_assign(k, den, ADD(MUL(V(den), V(corr)), V(e))));
+  int j2 = kir_var(k, "j", KIR_I64);
+  kir_push(&pb, kir_for(k, j2, I(c, 0), I(c, per), kind,
+                        kir_store(k, acc, V(j2), ADD(MUL(LD(acc, V(j2)), V(corr)), MUL(V(e), LD(kv, ADD(V(vb), LDX(V(j2)))))))));
+  kir_push(&pb, kir_assign(k, mx, V(mn)));
+  kir_push(&blk, kir_for(k, p, V(pbeg), ADD(V(pend), I(c, 1)), KIR_LOOP_SERIAL, kir_block_done(k, &pb)));
+  int j3 = kir_var(k, "j", KIR_I64);
+  kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind,
+                         kir_store(k, out, ADD(ADD(MUL(t, MUL(Hq, D)), MUL(h, D)), LDX(V(j3))), DIV(LD(acc, V(j3)), V(den)))));
+#undef LDX
+  kir_finish(k, kir_block_done(k, &blk));
+}
+
+/*
  * Causal attention of one (token, query head) over its sequence's paged cache with an online
  * softmax: scores scaled, optionally soft-capped, limited to a sliding window when window > 0.
  * grid: n * Hq
@@ -533,6 +640,10 @@ static void rule_attention(lctx *c) {
   int pos = kir_buf_arg(k, "pos", MLC_I32, false), seq = kir_buf_arg(k, "seq", MLC_I32, false),
       pages = kir_buf_arg(k, "pages", MLC_I32, false);
   int kv = kir_buf_arg(k, "kv", MLC_F32, false);
+  if (row_lanes(c, &c->d->size[2], 1)) {
+    attention_lanes(c, out, q, pos, seq, pages, kv);
+    return;
+  }
   int64_t LDIM = local_len(c, 2);
   int qv = kir_buf_local(k, "qv", MLC_F32, LDIM), acc = kir_buf_local(k, "o", MLC_F32, LDIM);
   kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4);

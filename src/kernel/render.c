@@ -218,10 +218,10 @@ static void expr(rctx *r, const kir_node *n) {
     load(r, n);
     return;
   case KIR_LANE:
-    mlc_buf_puts(o, r->lang == KIR_LANG_CUDA ? "mlc_lane" : r->lang == KIR_LANG_C ? "INT64_C(0)" : "0");
+    mlc_buf_puts(o, r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL ? "mlc_lane" : r->lang == KIR_LANG_C ? "INT64_C(0)" : "0");
     return;
   case KIR_LANE_SUM: /* one lane per index outside CUDA (kir_kernel.lanes stays 1 there) */
-    mlc_buf_puts(o, r->lang == KIR_LANG_CUDA ? "mlc_lane_sum(" : "(");
+    mlc_buf_puts(o, r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL ? "mlc_lane_sum(" : "(");
     expr(r, n->src[0]);
     mlc_buf_puts(o, ")");
     return;
@@ -363,7 +363,20 @@ static void stmt(rctx *r, const kir_node *n) {
     size_t es = mlc_dtype_size(b->dtype);
     const char *conv = b->dtype == MLC_F16 ? "mlc_h2f" : b->dtype == MLC_BF16 ? "mlc_bf2f" : "";
     const char *et = r->lang == KIR_LANG_CUDA ? cuda_elem(b->dtype) : c_elem(b->dtype);
-    MLC_ASSERT(r->lang != KIR_LANG_GLSL);
+    if (r->lang == KIR_LANG_GLSL) {
+      /* element by element through the load path (16-bit unpacking, offset remainder): nodes
+       * built on the stack, as the renderer only reads them */
+      for (int64_t e = 0; e < L->local_len; e++) {
+        kir_node c = {.op = KIR_CONST, .type = KIR_I64, .i = e};
+        kir_node ix = {.op = KIR_ADD, .type = KIR_I64, .src = {n->src[0], &c}};
+        kir_node ld = {.op = KIR_LOAD, .type = KIR_F32, .a = n->a, .src = {&ix}};
+        ind(r);
+        mlc_buf_printf(o, "%s[%lld] = ", bname(r, L), (long long)e);
+        expr(r, &ld);
+        mlc_buf_puts(o, ";\n");
+      }
+      return;
+    }
     ind(r);
     mlc_buf_puts(o, "{\n");
     r->indent++;
@@ -466,7 +479,14 @@ static const char *GLSL_ERF =
 static void render_glsl(rctx *r) {
   const kir_kernel *k = r->k;
   mlc_buf *o = r->out;
-  mlc_buf_printf(o, "#version 450\n// kernel %s\nlayout(local_size_x = 64) in;\n", k->name);
+  /* with lanes: one workgroup of `lanes` invocations per parallel index, the lane sum a shared-
+   * memory tree (uniform control flow: the whole workgroup shares its index); the Vulkan backend
+   * reads the "mlc_lanes" marker to dispatch one workgroup per index */
+  if (k->lanes > 1)
+    mlc_buf_printf(o, "#version 450\n#extension GL_KHR_shader_subgroup_arithmetic : require\n// kernel %s\n// mlc_lanes=%d\n"
+                   "layout(local_size_x = %d) in;\n", k->name, k->lanes, k->lanes);
+  else
+    mlc_buf_printf(o, "#version 450\n// kernel %s\nlayout(local_size_x = 64) in;\n", k->name);
   int binding = 0;
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
@@ -481,8 +501,20 @@ static void render_glsl(rctx *r) {
   mlc_buf_printf(o, "layout(std430, binding = %d) readonly buffer Params { int ip[16]; float fp[4]; int mlc_g0; int mlc_g1; "
                  "int mlc_bo[%d]; };\n", KIR_MAX_BUFS, KIR_MAX_BUFS);
   mlc_buf_puts(o, GLSL_ERF);
+  if (k->lanes > 1) {
+    mlc_buf_printf(o, "shared float mlc_red[%d];\n", k->lanes);
+    /* one subgroup holds the workgroup (NVIDIA 32, AMD 64): subgroupAdd; else a shared tree */
+    mlc_buf_printf(o, "float mlc_lane_sum(float v) {\n  if (gl_SubgroupSize >= %du) return subgroupAdd(v);\n", k->lanes);
+    mlc_buf_printf(o, "  uint l = gl_LocalInvocationID.x;\n  barrier();\n  mlc_red[l] = v;\n"
+                      "  barrier();\n  for (uint s = %du; s > 0u; s >>= 1) {\n    if (l < s) mlc_red[l] += mlc_red[l + s];\n"
+                      "    barrier();\n  }\n  return mlc_red[0];\n}\n", k->lanes / 2);
+  }
   mlc_buf_puts(o, "void main() {\n");
-  mlc_buf_printf(o, "  int %s_0 = mlc_g0 + int(gl_GlobalInvocationID.x);\n", k->var_name[0]);
+  if (k->lanes > 1) {
+    mlc_buf_puts(o, "  int mlc_lane = int(gl_LocalInvocationID.x);\n");
+    mlc_buf_printf(o, "  int %s_0 = mlc_g0 + int(gl_WorkGroupID.x);\n", k->var_name[0]);
+  } else
+    mlc_buf_printf(o, "  int %s_0 = mlc_g0 + int(gl_GlobalInvocationID.x);\n", k->var_name[0]);
   mlc_buf_printf(o, "  if (%s_0 >= mlc_g1) return;\n", k->var_name[0]);
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
@@ -607,7 +639,7 @@ static void render_opencl(rctx *r) {
 
 void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
   rctx r = {.k = k, .L = &LANGS[lang], .lang = lang, .out = out};
-  MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA); /* lanes are rendered for CUDA only so far */
+  MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA || lang == KIR_LANG_GLSL); /* lanes: CUDA and GLSL so far */
   if (lang == KIR_LANG_C)
     render_c(&r);
   else if (lang == KIR_LANG_CUDA)

@@ -737,6 +737,11 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
   }
   mlc_dmem *mem[KIR_MAX_BUFS];
   size_t off[KIR_MAX_BUFS];
+  for (int rk = 0; rk < nr && st == MLC_OK; rk++) {
+    mlc_model *rm = rk ? m->peers[rk - 1] : m;
+    if (rm->dev->vt->step_begin)
+      rm->dev->vt->step_begin(rm->dev);
+  }
   for (int li = 0; li < m->nlaunch && st == MLC_OK; li++) {
     if (m->launch[li].kidx < 0) {
       st = collective(m, li, total, mm);
@@ -750,6 +755,14 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
       for (int j = 0; j < 4; j++)
         L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], total, mm);
       st = rm->dev->vt->launch(rm->dev, rm->mod, L->kidx, mem, off, L->nbuf, L->ip, L->fp, mlc_sym_eval(L->grid, total, mm));
+    }
+  }
+  for (int rk = 0; rk < nr; rk++) {
+    mlc_model *rm = rk ? m->peers[rk - 1] : m;
+    if (rm->dev->vt->step_end) {
+      mlc_status se = rm->dev->vt->step_end(rm->dev);
+      if (st == MLC_OK)
+        st = se;
     }
   }
   size_t loff;

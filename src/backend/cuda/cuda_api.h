@@ -17,6 +17,8 @@ typedef struct CUctx_st *CUcontext;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
 
 enum {
   MLC_CU_ATTR_MAX_THREADS_PER_BLOCK = 1,
@@ -61,6 +63,15 @@ typedef struct mlc_cu_api {
                            unsigned shared, CUstream s, void **params, void **extra);
   CUresult (*GetErrorName)(CUresult r, const char **s);
   CUresult (*GetErrorString)(CUresult r, const char **s);
+  /* optional (NULL when the driver lacks one): streams and graphs, for step graphs */
+  CUresult (*StreamCreate)(CUstream *s, unsigned flags);
+  CUresult (*StreamDestroy)(CUstream s);
+  CUresult (*StreamBeginCapture)(CUstream s, int mode); /* cuStreamBeginCapture_v2 */
+  CUresult (*StreamEndCapture)(CUstream s, CUgraph *g);
+  CUresult (*GraphInstantiateWithFlags)(CUgraphExec *e, CUgraph g, unsigned long long flags);
+  CUresult (*GraphLaunch)(CUgraphExec e, CUstream s);
+  CUresult (*GraphExecDestroy)(CUgraphExec e);
+  CUresult (*GraphDestroy)(CUgraph g);
 } mlc_cu_api;
 
 typedef int nvrtcResult; /* 0: NVRTC_SUCCESS */

@@ -2,7 +2,12 @@
  * (weights are copied once), kernels are KIR_LANG_CUDA modules built by NVRTC (nvrtc.c), launches
  * go in order on the context's default stream; write/read are synchronous copies ordered with
  * the launches, so a step needs no other synchronisation. $MLC_CUDA_SYNC=1 synchronises after
- * every launch and names the kernel that faulted. */
+ * every launch and names the kernel that faulted.
+ * Step graphs (docs/device.md): between step_begin and step_end the launches are recorded, not
+ * issued; the recorded sequence is then replayed as a CUDA graph when an identical sequence (same
+ * kernels, arguments, grids: compared exactly) was seen before, else issued one by one. Graphs
+ * are captured on a blocking stream of ours (ordered with the default stream's copies) and kept
+ * for the last few sequences. $MLC_CUDA_GRAPHS=0 turns them off. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +39,22 @@ struct mlc_dmodule {
   int n;
 };
 
+/* one recorded launch */
+typedef struct cuda_rec {
+  CUfunction fn;
+  unsigned blocks, bs;
+  mlc_kargs a;
+} cuda_rec;
+
+#define CUDA_GRAPHS 4 /* graphs kept (least recently used goes) */
+#define CUDA_SEEN 8   /* sequences remembered: captured when one comes again */
+typedef struct cuda_graph {
+  uint64_t key, used;
+  int n;
+  cuda_rec *recs;
+  CUgraphExec exec;
+} cuda_graph;
+
 typedef struct cuda_device {
   mlc_device base;
   const mlc_cu_api *cu;
@@ -43,6 +64,16 @@ typedef struct cuda_device {
   char arch[24]; /* what NVRTC targets: sm_XY, or compute_XY (PTX) when NVRTC predates the chip */
   bool sync_each;
   char desc[256];
+  /* step graphs */
+  bool graphs;    /* supported and enabled */
+  bool deferring; /* inside step_begin .. step_end */
+  CUstream stream;
+  cuda_rec *rec;
+  int nrec, caprec;
+  cuda_graph graph[CUDA_GRAPHS];
+  uint64_t seen[CUDA_SEEN], tick;
+  int nseen;
+  long long n_captured, n_replayed, n_direct;
 } cuda_device;
 
 static mlc_status cuerr(CUresult r, const char *what) {
@@ -61,9 +92,30 @@ static const mlc_cu_api *bind_ctx(mlc_device *d) {
   return c->cu;
 }
 
+static mlc_status flush_steps(cuda_device *c);
+static void drop_graphs(cuda_device *c) {
+  for (int i = 0; i < CUDA_GRAPHS; i++) {
+    if (c->graph[i].exec)
+      c->cu->GraphExecDestroy(c->graph[i].exec);
+    free(c->graph[i].recs);
+    memset(&c->graph[i], 0, sizeof c->graph[i]);
+  }
+  c->nseen = 0;
+}
+
 static void cuda_destroy(mlc_device *d) {
   cuda_device *c = (cuda_device *)d;
+  c->cu->CtxSetCurrent(c->ctx);
+  flush_steps(c);
   c->cu->CtxSynchronize();
+  const char *gs = getenv("MLC_CUDA_GRAPH_STATS");
+  if (gs && *gs && strcmp(gs, "0"))
+    fprintf(stderr, "mlc: cuda step graphs: %lld captured, %lld replayed, %lld sequences launched one by one\n",
+            c->n_captured, c->n_replayed, c->n_direct);
+  drop_graphs(c);
+  free(c->rec);
+  if (c->stream)
+    c->cu->StreamDestroy(c->stream);
   c->cu->DevicePrimaryCtxRelease(c->dev);
   free(c);
 }
@@ -92,6 +144,7 @@ static mlc_status cuda_alloc(mlc_device *d, size_t bytes, mlc_dmem **out) {
 static void cuda_free(mlc_device *d, mlc_dmem *m) {
   if (!m)
     return;
+  flush_steps((cuda_device *)d);
   bind_ctx(d)->MemFree(m->p);
   free(m);
 }
@@ -99,6 +152,7 @@ static void cuda_free(mlc_device *d, mlc_dmem *m) {
 static mlc_status cuda_write(mlc_device *d, mlc_dmem *m, size_t off, const void *src, size_t n) {
   if (!n)
     return MLC_OK;
+  MLC_TRY(flush_steps((cuda_device *)d));
   CU_TRY(bind_ctx(d)->MemcpyHtoD(m->p + off, src, n), "copy to the device");
   return MLC_OK;
 }
@@ -116,6 +170,7 @@ static mlc_status cuda_from_host(mlc_device *d, const void *p, size_t bytes, mlc
 static mlc_status cuda_read(mlc_device *d, mlc_dmem *m, size_t off, void *dst, size_t n) {
   if (!n)
     return MLC_OK;
+  MLC_TRY(flush_steps((cuda_device *)d));
   CU_TRY(bind_ctx(d)->MemcpyDtoH(dst, m->p + off, n), "copy from the device (or an earlier kernel faulted)");
   return MLC_OK;
 }
@@ -123,6 +178,7 @@ static mlc_status cuda_read(mlc_device *d, mlc_dmem *m, size_t off, void *dst, s
 static mlc_status cuda_copy(mlc_device *d, mlc_dmem *dst, size_t doff, mlc_dmem *src, size_t soff, size_t n) {
   if (!n)
     return MLC_OK;
+  MLC_TRY(flush_steps((cuda_device *)d));
   CU_TRY(bind_ctx(d)->MemcpyDtoD(dst->p + doff, src->p + soff, n), "device-to-device copy");
   return MLC_OK;
 }
@@ -131,6 +187,8 @@ static void cuda_module_free(mlc_device *d, mlc_dmodule *mod) {
   if (!mod)
     return;
   const mlc_cu_api *cu = bind_ctx(d);
+  flush_steps((cuda_device *)d);
+  drop_graphs((cuda_device *)d); /* they name this module's functions */
   if (mod->mod)
     cu->ModuleUnload(mod->mod);
   for (int i = 0; mod->name && i < mod->n; i++)
@@ -225,6 +283,23 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
   int64_t blocks = (grid * mod->lanes[k] + bs - 1) / bs;
   if (blocks > 0x7fffffff)
     return mlc_err(MLC_ERR_LIMIT, "cuda: kernel %s: parallel range %lld too large", mod->name[k], (long long)grid);
+  if (c->deferring) {
+    if (c->nrec == c->caprec) {
+      int cap = c->caprec ? 2 * c->caprec : 256;
+      cuda_rec *nr = realloc(c->rec, sizeof *nr * (size_t)cap);
+      if (!nr)
+        return mlc_err(MLC_ERR_NOMEM, "out of memory");
+      c->rec = nr;
+      c->caprec = cap;
+    }
+    cuda_rec *rc = &c->rec[c->nrec++];
+    memset(rc, 0, sizeof *rc);
+    rc->fn = mod->fn[k];
+    rc->blocks = (unsigned)blocks;
+    rc->bs = (unsigned)bs;
+    rc->a = a;
+    return MLC_OK;
+  }
   void *params[] = {&a};
   CUresult r = cu->LaunchKernel(mod->fn[k], (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
   if (r == 0 && c->sync_each)
@@ -234,7 +309,102 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
   return MLC_OK;
 }
 
+/* Captures recs[0..n) into a graph on our stream and keeps it; NULL when capture fails. */
+static cuda_graph *capture(cuda_device *c, uint64_t key, const cuda_rec *recs, int n) {
+  const mlc_cu_api *cu = c->cu;
+  CUgraph g = NULL;
+  CUgraphExec e = NULL;
+  CUresult r = cu->StreamBeginCapture(c->stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */);
+  if (r != 0)
+    return NULL;
+  for (int i = 0; i < n && r == 0; i++) {
+    mlc_kargs a = recs[i].a;
+    void *params[] = {&a};
+    r = cu->LaunchKernel(recs[i].fn, recs[i].blocks, 1, 1, recs[i].bs, 1, 1, 0, c->stream, params, NULL);
+  }
+  CUresult r2 = cu->StreamEndCapture(c->stream, &g);
+  if (r == 0)
+    r = r2;
+  if (r == 0)
+    r = cu->GraphInstantiateWithFlags(&e, g, 0);
+  if (g)
+    cu->GraphDestroy(g);
+  cuda_rec *copy = r == 0 ? malloc(sizeof *copy * (size_t)n) : NULL;
+  if (!copy) {
+    if (e)
+      cu->GraphExecDestroy(e);
+    return NULL;
+  }
+  memcpy(copy, recs, sizeof *copy * (size_t)n);
+  cuda_graph *slot = &c->graph[0];
+  for (int i = 1; i < CUDA_GRAPHS; i++)
+    if (c->graph[i].used < slot->used)
+      slot = &c->graph[i];
+  if (slot->exec)
+    cu->GraphExecDestroy(slot->exec);
+  free(slot->recs);
+  *slot = (cuda_graph){.key = key, .n = n, .recs = copy, .exec = e};
+  c->n_captured++;
+  return slot;
+}
+
+/* Issues the recorded launches: as a kept graph, a new one (the second time a sequence comes),
+ * or one by one. */
+static mlc_status flush_steps(cuda_device *c) {
+  if (!c->nrec)
+    return MLC_OK;
+  const mlc_cu_api *cu = c->cu;
+  int n = c->nrec;
+  c->nrec = 0;
+  size_t bytes = sizeof *c->rec * (size_t)n;
+  uint64_t key = mlc_hash64(c->rec, bytes, (uint64_t)n);
+  cuda_graph *g = NULL;
+  for (int i = 0; i < CUDA_GRAPHS && !g; i++)
+    if (c->graph[i].exec && c->graph[i].key == key && c->graph[i].n == n && !memcmp(c->graph[i].recs, c->rec, bytes))
+      g = &c->graph[i];
+  if (!g && n > 1) {
+    bool seen = false;
+    for (int i = 0; i < c->nseen && !seen; i++)
+      seen = c->seen[i] == key;
+    if (seen && !(g = capture(c, key, c->rec, n)))
+      c->graphs = false; /* capture does not work here: launch one by one from now on */
+    else
+      c->seen[c->nseen < CUDA_SEEN ? c->nseen++ : (int)(c->tick % CUDA_SEEN)] = key;
+  }
+  if (g) {
+    g->used = ++c->tick;
+    CUresult r = cu->GraphLaunch(g->exec, c->stream);
+    if (r != 0)
+      return mlc_err(MLC_ERR_DEVICE, "cuda: launching a step graph of %d kernels: %s", n, mlc_cu_errstr(r));
+    c->n_replayed++;
+    return MLC_OK;
+  }
+  c->tick++;
+  c->n_direct++;
+  for (int i = 0; i < n; i++) {
+    void *params[] = {&c->rec[i].a};
+    CUresult r = cu->LaunchKernel(c->rec[i].fn, c->rec[i].blocks, 1, 1, c->rec[i].bs, 1, 1, 0, NULL, params, NULL);
+    if (r != 0)
+      return mlc_err(MLC_ERR_DEVICE, "cuda: launch %d of a step: %s", i, mlc_cu_errstr(r));
+  }
+  return MLC_OK;
+}
+
+static void cuda_step_begin(mlc_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  c->deferring = c->graphs;
+}
+
+static mlc_status cuda_step_end(mlc_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  bind_ctx(d);
+  mlc_status st = flush_steps(c);
+  c->deferring = false;
+  return st;
+}
+
 static mlc_status cuda_sync(mlc_device *d) {
+  MLC_TRY(flush_steps((cuda_device *)d));
   CU_TRY(bind_ctx(d)->CtxSynchronize(), "synchronize");
   return MLC_OK;
 }
@@ -244,7 +414,8 @@ static const char *cuda_describe(mlc_device *d) { return ((cuda_device *)d)->des
 static const mlc_device_vt CUDA_VT = {
     .name = "cuda", .destroy = cuda_destroy, .alloc = cuda_alloc, .from_host = cuda_from_host, .free = cuda_free,
     .write = cuda_write, .read = cuda_read, .copy = cuda_copy, .build = cuda_build, .module_free = cuda_module_free,
-    .launch = cuda_launch, .sync = cuda_sync, .describe = cuda_describe,
+    .launch = cuda_launch, .sync = cuda_sync, .describe = cuda_describe, .step_begin = cuda_step_begin,
+    .step_end = cuda_step_end,
 };
 
 /* NVRTC's target for compute capability cc (major*10+minor): sm_<cc> when NVRTC knows it, else
@@ -321,6 +492,10 @@ mlc_status mlc_cuda_device_new(const char *name, const mlc_device_opts *opt, mlc
   }
   const char *se = getenv("MLC_CUDA_SYNC");
   c->sync_each = se && *se && strcmp(se, "0");
+  const char *ge = getenv("MLC_CUDA_GRAPHS");
+  c->graphs = !c->sync_each && !(ge && !strcmp(ge, "0")) && cu->StreamCreate && cu->StreamDestroy &&
+              cu->StreamBeginCapture && cu->StreamEndCapture && cu->GraphInstantiateWithFlags && cu->GraphLaunch &&
+              cu->GraphExecDestroy && cu->GraphDestroy && cu->StreamCreate(&c->stream, 0) == 0;
   c->base.vt = &CUDA_VT;
   c->base.caps = (mlc_device_caps){.lang = KIR_LANG_CUDA, .subgroup_size = warp, .max_workgroup = maxwg,
                                    .max_shared = (size_t)shmem, .fp16 = true, .int8_dot = c->cc_major * 10 + c->cc_minor >= 61};

@@ -59,6 +59,17 @@ static void cu_load_once(void) {
   B(GetErrorName, "cuGetErrorName");
   B(GetErrorString, "cuGetErrorString");
 #undef B
+  /* optional: step graphs are off without them */
+  static const char *const opt_syms[8] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
+                                          "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
+                                          "cuGraphExecDestroy", "cuGraphDestroy"};
+  void **opt_slots[8] = {(void **)&CU.StreamCreate, (void **)&CU.StreamDestroy, (void **)&CU.StreamBeginCapture,
+                         (void **)&CU.StreamEndCapture, (void **)&CU.GraphInstantiateWithFlags,
+                         (void **)&CU.GraphLaunch, (void **)&CU.GraphExecDestroy, (void **)&CU.GraphDestroy};
+  for (int i = 0; i < 8; i++) {
+    void *p = dlsym(dl, opt_syms[i]);
+    memcpy(opt_slots[i], &p, sizeof p);
+  }
   cu_ok = &CU;
 }
 

@@ -94,6 +94,7 @@ struct mlc_dmodule {
   int n;
   VkPipeline *pipe; /* per kernel index (duplicates share: owned[i] says who frees) */
   bool *owned;
+  int *lanes;       /* invocations per parallel index: a workgroup each when > 1 (render.c) */
 };
 
 typedef struct vk_info {
@@ -191,7 +192,11 @@ static mlc_status create_instance(vk_fns *f, VkInstance *inst) {
   VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "mlc-c",
                            .pEngineName = "mlc-c", .apiVersion = ver >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : ver};
   VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
-  VKCHECK(f->vkCreateInstance(&ci, NULL, inst), "vkCreateInstance");
+  VkResult r = f->vkCreateInstance(&ci, NULL, inst);
+  if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: no Vulkan driver found (install mesa-vulkan-drivers or the GPU vendor's "
+                                        "driver; VK_DRIVER_FILES can name its ICD .json)");
+  VKCHECK(r, "vkCreateInstance");
 #define LOAD(fn)                                                                                                      \
   f->fn = (PFN_##fn)f->vkGetInstanceProcAddr(*inst, #fn);                                                             \
   if (!f->fn)                                                                                                         \
@@ -453,6 +458,9 @@ static mlc_status vk_read(mlc_device *d, mlc_dmem *m, size_t off, void *dst, siz
 
 static mlc_status vk_from_host(mlc_device *d, const void *p, size_t bytes, mlc_dmem **out) {
   vk_device *v = (vk_device *)d;
+  if (bytes > v->max_range) /* a kernel binds a weight whole: it must fit one binding */
+    return mlc_err(MLC_ERR_LIMIT, "vulkan: a weight of %.1f MiB exceeds this device's largest storage binding "
+                   "(maxStorageBufferRange %.1f MiB)", bytes / 1048576.0, v->max_range / 1048576.0);
   MLC_TRY(buf_new(v, bytes, false, out));
   mlc_status st = vk_write(d, *out, 0, p, bytes);
   if (st != MLC_OK) {
@@ -489,7 +497,14 @@ static void vk_module_free(mlc_device *d, mlc_dmodule *mod) {
       v->f.vkDestroyPipeline(v->dev, mod->pipe[i], NULL);
   free(mod->pipe);
   free(mod->owned);
+  free(mod->lanes);
   free(mod);
+}
+
+/* Blanks every occurrence of line `what` in s (same length, so nothing moves). */
+static void blank(char *s, const char *what) {
+  for (char *p = strstr(s, what); p; p = strstr(p, what))
+    memset(p, ' ', strlen(what));
 }
 
 static mlc_status make_pipeline(vk_device *v, const char *name, const char *src, int verbose, VkPipeline *out) {
@@ -497,7 +512,19 @@ static mlc_status make_pipeline(vk_device *v, const char *name, const char *src,
   size_t nb = 0;
   bool cached = false;
   double t0 = mlc_now();
-  MLC_TRY(mlc_glsl_to_spirv(src, name, &spv, &nb, &cached));
+  char *own = NULL;
+  if (!v->base.caps.subgroup_size && strstr(src, "subgroupAdd")) {
+    /* no subgroup arithmetic in compute: the lane sum keeps only its shared-memory tree */
+    if (!(own = mlc_strdup(src)))
+      return mlc_err(MLC_ERR_NOMEM, "out of memory");
+    blank(own, "#extension GL_KHR_shader_subgroup_arithmetic : require");
+    for (char *p = strstr(own, "if (gl_SubgroupSize"); p && *p != '\n'; p++)
+      *p = ' ';
+    src = own;
+  }
+  mlc_status cst = mlc_glsl_to_spirv(src, name, &spv, &nb, &cached);
+  free(own);
+  MLC_TRY(cst);
   if (verbose > 1)
     fprintf(stderr, "mlc: vulkan: %s: SPIR-V %zu bytes%s in %.3f s\n", name, nb, cached ? " (cached)" : "", mlc_now() - t0);
   VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = nb, .pCode = spv};
@@ -526,9 +553,12 @@ static mlc_status vk_build(mlc_device *d, const char *const *names, const char *
     return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: no built-in generic kernels (kernels are compiled from GLSL)");
   mlc_dmodule *mod = calloc(1, sizeof *mod);
   if (!mod || !(mod->pipe = calloc((size_t)(n ? n : 1), sizeof *mod->pipe)) ||
-      !(mod->owned = calloc((size_t)(n ? n : 1), sizeof *mod->owned))) {
-    if (mod)
+      !(mod->owned = calloc((size_t)(n ? n : 1), sizeof *mod->owned)) ||
+      !(mod->lanes = calloc((size_t)(n ? n : 1), sizeof *mod->lanes))) {
+    if (mod) {
       free(mod->pipe);
+      free(mod->owned);
+    }
     free(mod);
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
   }
@@ -541,8 +571,11 @@ static mlc_status vk_build(mlc_device *d, const char *const *names, const char *
       j++;
     if (j < i) {
       mod->pipe[i] = mod->pipe[j];
+      mod->lanes[i] = mod->lanes[j];
       continue;
     }
+    const char *ln = strstr(sources[i], "// mlc_lanes=");
+    mod->lanes[i] = ln ? atoi(ln + 13) : 1;
     st = make_pipeline(v, names[i], sources[i], verbose, &mod->pipe[i]);
     mod->owned[i] = st == MLC_OK;
   }
@@ -584,7 +617,8 @@ static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *co
     bi[i] = (VkDescriptorBufferInfo){.buffer = mem[i]->buf, .offset = base, .range = range};
     prm.bo[i] = (int32_t)(o - base);
   }
-  int64_t per = (int64_t)v->max_groups * LOCAL_SIZE;
+  /* indices per workgroup: LOCAL_SIZE, or one for kernels with lanes */
+  int64_t ipg = mod->lanes[k] > 1 ? 1 : LOCAL_SIZE, per = (int64_t)v->max_groups * ipg;
   for (int64_t g0 = 0; g0 < grid; g0 += per) {
     if (v->nsets == MAX_SETS)
       MLC_TRY(flush(v));
@@ -608,7 +642,7 @@ static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *co
     v->f.vkUpdateDescriptorSets(v->dev, nbuf ? 2 : 1, nbuf ? w : &w[1], 0, NULL);
     v->f.vkCmdBindPipeline(v->cb, VK_PIPELINE_BIND_POINT_COMPUTE, mod->pipe[k]);
     v->f.vkCmdBindDescriptorSets(v->cb, VK_PIPELINE_BIND_POINT_COMPUTE, v->layout, 0, 1, &set, 0, NULL);
-    v->f.vkCmdDispatch(v->cb, (uint32_t)((g1 - g0 + LOCAL_SIZE - 1) / LOCAL_SIZE), 1, 1);
+    v->f.vkCmdDispatch(v->cb, (uint32_t)((g1 - g0 + ipg - 1) / ipg), 1, 1);
     barrier(v);
   }
   return MLC_OK;
@@ -749,6 +783,9 @@ static mlc_status init(vk_device *v, int index) {
 
   const vk_info *in = &v->info;
   bool arith = (in->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && (in->subgroup_stages & VK_SHADER_STAGE_COMPUTE_BIT);
+  const char *nosg = getenv("MLC_VULKAN_NO_SUBGROUPS"); /* tests: the path of devices without them */
+  if (nosg && *nosg && strcmp(nosg, "0"))
+    arith = false;
   v->base.vt = &VK_VT;
   v->base.caps = (mlc_device_caps){
       .lang = KIR_LANG_GLSL,
