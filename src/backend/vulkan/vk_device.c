@@ -15,13 +15,16 @@
  *   with range min(rest of the buffer, maxStorageBufferRange); the remainder in bytes goes to
  *   bo[i] and the shader adds it to every index (render.c index_of). A kernel argument may span at
  *   most maxStorageBufferRange bytes (caps.max_binding).
- * - Launches are recorded into one command buffer with a memory barrier after each dispatch;
- *   it is submitted once at sync/read/write (or when the per-submission descriptor or param space
- *   runs out) and waited on with a fence.
+ * - Launches are collected as dispatch records and submitted as one step at sync/read/write/free:
+ *   a step equal to the last one (each decode step of a shape) resubmits its recorded command
+ *   buffer; else the step is recorded, with a memory barrier after each dispatch. Transfers go
+ *   in a separate command buffer submitted first. A fence waits for each submission.
+ * - One VkInstance per process and one VkDevice per GPU, kept for the process (vk_shared).
  */
 #include "backend/device.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +49,7 @@ void mlc_vulkan_list(mlc_buf *out) { mlc_buf_puts(out, "vulkan: not in this buil
 
 #define PARAM_BINDING KIR_MAX_BUFS
 #define NBINDINGS (KIR_MAX_BUFS + 1)
-#define MAX_SETS 512                /* launches per submission */
+#define STEP_MAX 2048               /* dispatches per recorded step */
 #define LOCAL_SIZE 64               /* render.c: layout(local_size_x = 64) */
 #define STAGING_BYTES (16u << 20)
 
@@ -56,6 +59,25 @@ typedef struct vk_params {
   int32_t g0, g1;
   int32_t bo[KIR_MAX_BUFS];
 } vk_params;
+
+/* One dispatch as launched: compared byte for byte with the recorded step (zero-filled). */
+typedef struct vk_op {
+  VkPipeline pipe;
+  uint32_t nbuf, groups;
+  VkDescriptorBufferInfo bi[KIR_MAX_BUFS];
+  vk_params prm;
+} vk_op;
+
+/* A recorded step: its command buffer, descriptor sets and params slots, and the dispatches it
+ * holds. A step whose dispatches equal the last one's (every decode step of one shape) submits
+ * the recorded command buffer again instead of recording. */
+typedef struct vk_step {
+  VkCommandBuffer cb;
+  VkDescriptorPool pool;
+  mlc_dmem *params; /* STEP_MAX slots */
+  vk_op *ops;
+  int n;
+} vk_step;
 
 /* ---- entry points ---- */
 #define VK_INSTANCE_FNS(X)                                                                                            \
@@ -106,24 +128,27 @@ typedef struct vk_info {
 
 typedef struct vk_device {
   mlc_device base;
-  void *dl;
   vk_fns f;
   VkInstance inst;
   VkPhysicalDevice phys;
   VkDevice dev;
   VkQueue queue;
   uint32_t qfam;
+  pthread_mutex_t *qlock; /* the shared queue's */
   vk_info info;
   VkPhysicalDeviceMemoryProperties memprops;
   VkDescriptorSetLayout dsl;
   VkPipelineLayout layout;
-  VkDescriptorPool dpool;
   VkCommandPool cpool;
-  VkCommandBuffer cb;
+  VkCommandBuffer cb; /* transfers (copies, fills, staging), submitted before the step */
   VkFence fence;
   bool recording;
-  int nsets;          /* descriptor sets used in this submission */
-  mlc_dmem *params;   /* MAX_SETS slots */
+  vk_op *pend;        /* dispatches launched since the last submission (STEP_MAX) */
+  int npend;
+  vk_step step[2];    /* the recorded step and a spare to record the next one into */
+  int cached;         /* index of the step that may be replayed, or -1 */
+  bool no_replay;     /* MLC_VULKAN_NO_REPLAY=1: record every step */
+  long replays;
   size_t param_slot;  /* bytes per slot (aligned) */
   mlc_dmem *staging;  /* host-visible, for memory that is not */
   bool no_map;        /* MLC_VULKAN_STAGING=1: device memory only through staging (as on a discrete GPU) */
@@ -203,6 +228,42 @@ static mlc_status create_instance(vk_fns *f, VkInstance *inst) {
     return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: entry point %s missing", #fn);
   VK_INSTANCE_FNS(LOAD)
 #undef LOAD
+  return MLC_OK;
+}
+
+/* One instance per process, and one VkDevice per physical device, created on first use and kept
+ * (drivers do not all survive many instance/device creations: NVIDIA's refused new instances
+ * after a few dozen model loads in one process). Each mlc_device makes its own pools, command
+ * buffers and fence on the shared VkDevice; submissions to the shared queue are serialised. */
+typedef struct vk_shared {
+  VkPhysicalDevice phys;
+  VkDevice dev;
+  uint32_t qfam;
+  VkQueue queue;
+  vk_fns f; /* instance and device entry points */
+  pthread_mutex_t qlock;
+} vk_shared;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *g_dl;
+static vk_fns g_f;
+static VkInstance g_inst;
+static vk_shared g_dev[16];
+static int g_ndev;
+
+/* The process's instance (g_lock held). */
+static mlc_status shared_instance(void) {
+  if (g_inst)
+    return MLC_OK;
+  if (!g_dl)
+    MLC_TRY(load_vulkan(&g_dl, &g_f));
+  VkInstance inst = VK_NULL_HANDLE;
+  mlc_status st = create_instance(&g_f, &inst);
+  if (st != MLC_OK) {
+    if (inst && g_f.vkDestroyInstance)
+      g_f.vkDestroyInstance(inst, NULL);
+    return st;
+  }
+  g_inst = inst;
   return MLC_OK;
 }
 
@@ -361,7 +422,12 @@ static void buf_free(vk_device *v, mlc_dmem *m) {
 }
 
 /* ---- command recording ---- */
+static mlc_status flush(vk_device *v);
+
+/* Starts (or continues) recording transfers; launches pending before them are submitted first. */
 static mlc_status begin(vk_device *v) {
+  if (v->npend)
+    MLC_TRY(flush(v));
   if (v->recording)
     return MLC_OK;
   VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -372,29 +438,95 @@ static mlc_status begin(vk_device *v) {
 }
 
 /* Every earlier compute or transfer write is visible to every later compute or transfer access. */
-static void barrier(vk_device *v) {
+static void barrier_on(vk_device *v, VkCommandBuffer cb) {
   VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
                         .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
                                          VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
                                          VK_ACCESS_HOST_READ_BIT};
   VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-  v->f.vkCmdPipelineBarrier(v->cb, st, st | VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+  v->f.vkCmdPipelineBarrier(cb, st, st | VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+static void barrier(vk_device *v) { barrier_on(v, v->cb); }
+
+/* Records the pending dispatches into step s (a barrier first: earlier work in submission order
+ * is complete and visible; one after each dispatch). */
+static mlc_status record_step(vk_device *v, int s) {
+  vk_step *st = &v->step[s];
+  st->n = 0;
+  VKCHECK(v->f.vkResetCommandBuffer(st->cb, 0), "vkResetCommandBuffer");
+  VKCHECK(v->f.vkResetDescriptorPool(v->dev, st->pool, 0), "vkResetDescriptorPool");
+  VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  VKCHECK(v->f.vkBeginCommandBuffer(st->cb, &bi), "vkBeginCommandBuffer");
+  barrier_on(v, st->cb);
+  for (int i = 0; i < v->npend; i++) {
+    const vk_op *op = &v->pend[i];
+    size_t poff = (size_t)i * v->param_slot;
+    memcpy((char *)st->params->map + poff, &op->prm, sizeof op->prm);
+    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                      .descriptorPool = st->pool, .descriptorSetCount = 1, .pSetLayouts = &v->dsl};
+    VkDescriptorSet set;
+    VKCHECK(v->f.vkAllocateDescriptorSets(v->dev, &ai, &set), "vkAllocateDescriptorSets");
+    VkDescriptorBufferInfo pb = {.buffer = st->params->buf, .offset = poff, .range = sizeof op->prm};
+    VkWriteDescriptorSet w[2] = {
+        {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = PARAM_BINDING,
+         .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = &pb},
+        {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = 0, .descriptorCount = op->nbuf,
+         .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = op->bi}};
+    v->f.vkUpdateDescriptorSets(v->dev, op->nbuf ? 2 : 1, w, 0, NULL);
+    v->f.vkCmdBindPipeline(st->cb, VK_PIPELINE_BIND_POINT_COMPUTE, op->pipe);
+    v->f.vkCmdBindDescriptorSets(st->cb, VK_PIPELINE_BIND_POINT_COMPUTE, v->layout, 0, 1, &set, 0, NULL);
+    v->f.vkCmdDispatch(st->cb, op->groups, 1, 1);
+    barrier_on(v, st->cb);
+  }
+  VKCHECK(v->f.vkEndCommandBuffer(st->cb), "vkEndCommandBuffer");
+  memcpy(st->ops, v->pend, sizeof *v->pend * (size_t)v->npend);
+  st->n = v->npend;
+  return MLC_OK;
 }
 
-/* Submits what was recorded and waits for it; frees the submission's descriptor sets and params. */
+/* Submits the recorded transfers, then the pending dispatches (the recorded step again when they
+ * equal it, else newly recorded), and waits. */
 static mlc_status flush(vk_device *v) {
-  if (!v->recording)
+  if (!v->recording && !v->npend)
     return MLC_OK;
-  v->recording = false;
-  VKCHECK(v->f.vkEndCommandBuffer(v->cb), "vkEndCommandBuffer");
-  VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &v->cb};
-  VKCHECK(v->f.vkQueueSubmit(v->queue, 1, &si, v->fence), "vkQueueSubmit");
+  VkCommandBuffer cbs[2];
+  uint32_t ncb = 0;
+  bool had_cb = v->recording;
+  if (v->recording) {
+    v->recording = false;
+    VKCHECK(v->f.vkEndCommandBuffer(v->cb), "vkEndCommandBuffer");
+    cbs[ncb++] = v->cb;
+  }
+  int s = -1;
+  if (v->npend) {
+    const vk_step *c = v->cached >= 0 ? &v->step[v->cached] : NULL;
+    if (c && !v->no_replay && c->n == v->npend && !memcmp(c->ops, v->pend, sizeof *v->pend * (size_t)v->npend)) {
+      s = v->cached;
+      v->replays++;
+    } else {
+      s = v->cached == 0 ? 1 : 0;
+      v->cached = -1;
+      mlc_status st = record_step(v, s);
+      if (st != MLC_OK) {
+        v->npend = 0;
+        return st;
+      }
+    }
+    cbs[ncb++] = v->step[s].cb;
+    v->npend = 0;
+  }
+  VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = ncb, .pCommandBuffers = cbs};
+  pthread_mutex_lock(v->qlock);
+  VkResult qr = v->f.vkQueueSubmit(v->queue, 1, &si, v->fence);
+  pthread_mutex_unlock(v->qlock);
+  VKCHECK(qr, "vkQueueSubmit");
   VKCHECK(v->f.vkWaitForFences(v->dev, 1, &v->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
   VKCHECK(v->f.vkResetFences(v->dev, 1, &v->fence), "vkResetFences");
-  VKCHECK(v->f.vkResetCommandBuffer(v->cb, 0), "vkResetCommandBuffer");
-  VKCHECK(v->f.vkResetDescriptorPool(v->dev, v->dpool, 0), "vkResetDescriptorPool");
-  v->nsets = 0;
+  if (had_cb)
+    VKCHECK(v->f.vkResetCommandBuffer(v->cb, 0), "vkResetCommandBuffer");
+  if (s >= 0)
+    v->cached = s;
   return MLC_OK;
 }
 
@@ -475,6 +607,7 @@ static void vk_free(mlc_device *d, mlc_dmem *m) {
   if (!m)
     return;
   flush(v); /* recorded work may still use it */
+  v->cached = -1; /* nor may a replayed step name it (a new buffer can get its handle) */
   buf_free(v, m);
 }
 
@@ -492,6 +625,7 @@ static void vk_module_free(mlc_device *d, mlc_dmodule *mod) {
   if (!mod)
     return;
   flush(v);
+  v->cached = -1;
   for (int i = 0; i < mod->n; i++)
     if (mod->owned[i] && mod->pipe[i])
       v->f.vkDestroyPipeline(v->dev, mod->pipe[i], NULL);
@@ -598,12 +732,14 @@ static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *co
     return mlc_err(MLC_ERR_INTERNAL, "vulkan: %d buffers in one launch", nbuf);
   if (grid > INT32_MAX)
     return mlc_err(MLC_ERR_LIMIT, "vulkan: a parallel range of %lld exceeds 32-bit indices", (long long)grid);
-  VkDescriptorBufferInfo bi[NBINDINGS];
-  vk_params prm = {0};
+  vk_op op;
+  memset(&op, 0, sizeof op); /* compared byte for byte */
+  op.pipe = mod->pipe[k];
+  op.nbuf = (uint32_t)nbuf;
   for (int i = 0; i < 16; i++)
-    prm.ip[i] = (int32_t)ip[i];
+    op.prm.ip[i] = (int32_t)ip[i];
   for (int i = 0; i < 4; i++)
-    prm.fp[i] = fp[i];
+    op.prm.fp[i] = fp[i];
   for (int i = 0; i < nbuf; i++) {
     size_t o = off[i], base = o / v->align * v->align;
     size_t rest = mem[i]->size > base ? mem[i]->size - base : 0;
@@ -614,36 +750,19 @@ static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *co
       range = ((mem[i]->size + 15) & ~(size_t)15) - base;
     if (!range)
       range = 4;
-    bi[i] = (VkDescriptorBufferInfo){.buffer = mem[i]->buf, .offset = base, .range = range};
-    prm.bo[i] = (int32_t)(o - base);
+    op.bi[i] = (VkDescriptorBufferInfo){.buffer = mem[i]->buf, .offset = base, .range = range};
+    op.prm.bo[i] = (int32_t)(o - base);
   }
   /* indices per workgroup: LOCAL_SIZE, or one for kernels with lanes */
   int64_t ipg = mod->lanes[k] > 1 ? 1 : LOCAL_SIZE, per = (int64_t)v->max_groups * ipg;
   for (int64_t g0 = 0; g0 < grid; g0 += per) {
-    if (v->nsets == MAX_SETS)
+    if (v->npend == STEP_MAX)
       MLC_TRY(flush(v));
-    MLC_TRY(begin(v));
     int64_t g1 = g0 + per < grid ? g0 + per : grid;
-    prm.g0 = (int32_t)g0;
-    prm.g1 = (int32_t)g1;
-    size_t poff = (size_t)v->nsets * v->param_slot;
-    memcpy((char *)v->params->map + poff, &prm, sizeof prm);
-    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-                                      .descriptorPool = v->dpool, .descriptorSetCount = 1, .pSetLayouts = &v->dsl};
-    VkDescriptorSet set;
-    VKCHECK(v->f.vkAllocateDescriptorSets(v->dev, &ai, &set), "vkAllocateDescriptorSets");
-    v->nsets++;
-    bi[nbuf] = (VkDescriptorBufferInfo){.buffer = v->params->buf, .offset = poff, .range = sizeof prm};
-    VkWriteDescriptorSet w[2] = {
-        {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = 0, .descriptorCount = (uint32_t)nbuf,
-         .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = bi},
-        {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = PARAM_BINDING,
-         .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = &bi[nbuf]}};
-    v->f.vkUpdateDescriptorSets(v->dev, nbuf ? 2 : 1, nbuf ? w : &w[1], 0, NULL);
-    v->f.vkCmdBindPipeline(v->cb, VK_PIPELINE_BIND_POINT_COMPUTE, mod->pipe[k]);
-    v->f.vkCmdBindDescriptorSets(v->cb, VK_PIPELINE_BIND_POINT_COMPUTE, v->layout, 0, 1, &set, 0, NULL);
-    v->f.vkCmdDispatch(v->cb, (uint32_t)((g1 - g0 + ipg - 1) / ipg), 1, 1);
-    barrier(v);
+    op.prm.g0 = (int32_t)g0;
+    op.prm.g1 = (int32_t)g1;
+    op.groups = (uint32_t)((g1 - g0 + ipg - 1) / ipg);
+    v->pend[v->npend++] = op;
   }
   return MLC_OK;
 }
@@ -653,26 +772,29 @@ static const char *vk_describe(mlc_device *d) { return ((vk_device *)d)->desc; }
 
 static void vk_destroy(mlc_device *d) {
   vk_device *v = (vk_device *)d;
+  const char *stats = getenv("MLC_VULKAN_STATS");
+  if (stats && *stats && strcmp(stats, "0"))
+    fprintf(stderr, "mlc: vulkan: %ld steps replayed from their recorded command buffer\n", v->replays);
   if (v->dev) {
     flush(v);
-    v->f.vkDeviceWaitIdle(v->dev);
-    buf_free(v, v->params);
+    for (int i = 0; i < 2; i++) {
+      buf_free(v, v->step[i].params);
+      free(v->step[i].ops);
+      if (v->step[i].pool)
+        v->f.vkDestroyDescriptorPool(v->dev, v->step[i].pool, NULL);
+    }
     buf_free(v, v->staging);
     if (v->fence)
       v->f.vkDestroyFence(v->dev, v->fence, NULL);
     if (v->cpool)
       v->f.vkDestroyCommandPool(v->dev, v->cpool, NULL);
-    if (v->dpool)
-      v->f.vkDestroyDescriptorPool(v->dev, v->dpool, NULL);
     if (v->layout)
       v->f.vkDestroyPipelineLayout(v->dev, v->layout, NULL);
     if (v->dsl)
       v->f.vkDestroyDescriptorSetLayout(v->dev, v->dsl, NULL);
-    v->f.vkDestroyDevice(v->dev, NULL);
   }
-  if (v->inst)
-    v->f.vkDestroyInstance(v->inst, NULL);
-  /* libvulkan stays loaded: drivers (lavapipe's LLVM) do not all survive being unloaded */
+  /* the VkDevice, the instance and libvulkan stay for the process (vk_shared) */
+  free(v->pend);
   free(v);
 }
 
@@ -715,39 +837,75 @@ static mlc_status pick(vk_device *v, int index) {
   return MLC_OK;
 }
 
-static mlc_status init(vk_device *v, int index) {
-  MLC_TRY(load_vulkan(&v->dl, &v->f));
-  const char *stg = getenv("MLC_VULKAN_STAGING");
-  v->no_map = stg && *stg && strcmp(stg, "0");
-  MLC_TRY(create_instance(&v->f, &v->inst));
-  MLC_TRY(pick(v, index));
-  query_info(&v->f, v->phys, &v->info);
-  v->f.vkGetPhysicalDeviceMemoryProperties(v->phys, &v->memprops);
+/* The shared VkDevice of v->phys, created on first use (g_lock held). */
+static mlc_status shared_device(vk_device *v, vk_shared **out) {
+  for (int i = 0; i < g_ndev; i++)
+    if (g_dev[i].phys == v->phys) {
+      *out = &g_dev[i];
+      return MLC_OK;
+    }
+  if (g_ndev == (int)(sizeof g_dev / sizeof g_dev[0]))
+    return mlc_err(MLC_ERR_LIMIT, "vulkan: too many devices");
+  vk_shared *sh = &g_dev[g_ndev];
+  memset(sh, 0, sizeof *sh);
+  sh->phys = v->phys;
+  sh->f = g_f;
   uint32_t nq = 0;
-  v->f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, NULL);
+  g_f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, NULL);
   VkQueueFamilyProperties qf[32];
   if (nq > 32)
     nq = 32;
-  v->f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, qf);
+  g_f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, qf);
   int q = -1;
   for (uint32_t i = 0; i < nq; i++) /* prefer a compute queue without graphics (async compute) */
     if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && (q < 0 || !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)))
       q = (int)i;
   if (q < 0)
     return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: %s has no compute queue", v->info.props.deviceName);
-  v->qfam = (uint32_t)q;
+  sh->qfam = (uint32_t)q;
   float prio = 1.0f;
-  VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = v->qfam,
+  VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = sh->qfam,
                                 .queueCount = 1, .pQueuePriorities = &prio};
   VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1, .pQueueCreateInfos = &qi};
-  VKCHECK(v->f.vkCreateDevice(v->phys, &di, NULL, &v->dev), "vkCreateDevice");
+  VKCHECK(g_f.vkCreateDevice(v->phys, &di, NULL, &sh->dev), "vkCreateDevice");
 #define LOAD(fn)                                                                                                      \
-  v->f.fn = (PFN_##fn)v->f.vkGetDeviceProcAddr(v->dev, #fn);                                                          \
-  if (!v->f.fn)                                                                                                       \
+  sh->f.fn = (PFN_##fn)g_f.vkGetDeviceProcAddr(sh->dev, #fn);                                                         \
+  if (!sh->f.fn)                                                                                                      \
     return mlc_err(MLC_ERR_UNSUPPORTED, "vulkan: device entry point %s missing", #fn);
   VK_DEVICE_FNS(LOAD)
 #undef LOAD
-  v->f.vkGetDeviceQueue(v->dev, v->qfam, 0, &v->queue);
+  sh->f.vkGetDeviceQueue(sh->dev, sh->qfam, 0, &sh->queue);
+  pthread_mutex_init(&sh->qlock, NULL);
+  g_ndev++;
+  *out = sh;
+  return MLC_OK;
+}
+
+static mlc_status init(vk_device *v, int index) {
+  pthread_mutex_lock(&g_lock);
+  mlc_status st = shared_instance();
+  vk_shared *sh = NULL;
+  if (st == MLC_OK) {
+    v->f = g_f;
+    v->inst = g_inst;
+    st = pick(v, index);
+  }
+  if (st == MLC_OK) {
+    query_info(&v->f, v->phys, &v->info);
+    st = shared_device(v, &sh);
+  }
+  pthread_mutex_unlock(&g_lock);
+  MLC_TRY(st);
+  v->f = sh->f;
+  v->dev = sh->dev;
+  v->qfam = sh->qfam;
+  v->queue = sh->queue;
+  v->qlock = &sh->qlock;
+  const char *nr = getenv("MLC_VULKAN_NO_REPLAY");
+  v->no_replay = nr && *nr && strcmp(nr, "0");
+  const char *stg = getenv("MLC_VULKAN_STAGING");
+  v->no_map = stg && *stg && strcmp(stg, "0");
+  v->f.vkGetPhysicalDeviceMemoryProperties(v->phys, &v->memprops);
   const VkPhysicalDeviceLimits *l = &v->info.props.limits;
   v->align = l->minStorageBufferOffsetAlignment ? l->minStorageBufferOffsetAlignment : 1;
   v->max_range = l->maxStorageBufferRange;
@@ -764,10 +922,6 @@ static mlc_status init(vk_device *v, int index) {
   VkPipelineLayoutCreateInfo pli = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
                                     .pSetLayouts = &v->dsl};
   VKCHECK(v->f.vkCreatePipelineLayout(v->dev, &pli, NULL, &v->layout), "vkCreatePipelineLayout");
-  VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = MAX_SETS * NBINDINGS};
-  VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = MAX_SETS,
-                                    .poolSizeCount = 1, .pPoolSizes = &ps};
-  VKCHECK(v->f.vkCreateDescriptorPool(v->dev, &dpi, NULL, &v->dpool), "vkCreateDescriptorPool");
   VkCommandPoolCreateInfo cpi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                  .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, .queueFamilyIndex = v->qfam};
   VKCHECK(v->f.vkCreateCommandPool(v->dev, &cpi, NULL, &v->cpool), "vkCreateCommandPool");
@@ -776,10 +930,28 @@ static mlc_status init(vk_device *v, int index) {
   VKCHECK(v->f.vkAllocateCommandBuffers(v->dev, &cai, &v->cb), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   VKCHECK(v->f.vkCreateFence(v->dev, &fi, NULL, &v->fence), "vkCreateFence");
-  MLC_TRY(buf_new(v, v->param_slot * MAX_SETS, true, &v->params));
   MLC_TRY(buf_new(v, STAGING_BYTES, true, &v->staging));
-  if (!v->params->map || !v->staging->map)
+  if (!v->staging->map)
     return mlc_err(MLC_ERR_DEVICE, "vulkan: host-visible memory cannot be mapped");
+  v->cached = -1;
+  v->pend = calloc(STEP_MAX, sizeof *v->pend);
+  if (!v->pend)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = STEP_MAX * NBINDINGS};
+  VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = STEP_MAX,
+                                    .poolSizeCount = 1, .pPoolSizes = &ps};
+  for (int i = 0; i < 2; i++) {
+    vk_step *st = &v->step[i];
+    VKCHECK(v->f.vkCreateDescriptorPool(v->dev, &dpi, NULL, &st->pool), "vkCreateDescriptorPool");
+    VkCommandBufferAllocateInfo sai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = v->cpool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    VKCHECK(v->f.vkAllocateCommandBuffers(v->dev, &sai, &st->cb), "vkAllocateCommandBuffers");
+    MLC_TRY(buf_new(v, v->param_slot * STEP_MAX, true, &st->params));
+    if (!st->params->map)
+      return mlc_err(MLC_ERR_DEVICE, "vulkan: host-visible memory cannot be mapped");
+    if (!(st->ops = calloc(STEP_MAX, sizeof *st->ops)))
+      return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  }
 
   const vk_info *in = &v->info;
   bool arith = (in->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && (in->subgroup_stages & VK_SHADER_STAGE_COMPUTE_BIT);
@@ -821,13 +993,13 @@ mlc_status mlc_vulkan_device_new(const mlc_device_opts *opt, int index, mlc_devi
 }
 
 void mlc_vulkan_list(mlc_buf *out) {
-  vk_fns f = {0};
-  void *dl = NULL;
-  VkInstance inst = VK_NULL_HANDLE;
-  if (load_vulkan(&dl, &f) != MLC_OK || create_instance(&f, &inst) != MLC_OK) {
+  pthread_mutex_lock(&g_lock);
+  mlc_status st = shared_instance();
+  vk_fns f = g_f;
+  VkInstance inst = g_inst;
+  pthread_mutex_unlock(&g_lock);
+  if (st != MLC_OK) {
     mlc_buf_printf(out, "vulkan: not available (%s)\n", mlc_last_error());
-    if (inst && f.vkDestroyInstance)
-      f.vkDestroyInstance(inst, NULL);
     return;
   }
   uint32_t n = 0;
@@ -845,6 +1017,5 @@ void mlc_vulkan_list(mlc_buf *out) {
     mlc_buf_puts(out, "\n");
   }
   free(pd);
-  f.vkDestroyInstance(inst, NULL);
 }
 #endif
