@@ -6,18 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static bool mkdirs(char *p) {
-  for (char *s = p + 1; *s; s++) {
-    if (*s == '/') {
-      *s = 0;
-      mkdir(p, 0755);
-      *s = '/';
-    }
-  }
-  return mkdir(p, 0755) == 0 || errno == EEXIST;
-}
-
-char *mlc_kcache_path(const char *prefix, uint64_t hash, const char *suffix) {
+mlc_status mlc_kcache_dir(char **out) {
+  *out = NULL;
   const char *e = getenv("MLC_CACHE_DIR");
   mlc_buf b = {0};
   if (e && *e) {
@@ -30,10 +20,22 @@ char *mlc_kcache_path(const char *prefix, uint64_t hash, const char *suffix) {
       mlc_buf_printf(&b, "%s/.cache/mlc-c", h && *h ? h : "/tmp");
   }
   char *dir = mlc_buf_take(&b);
-  if (!dir || !mkdirs(dir)) {
+  if (!dir)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  mlc_status st = mlc_mkdirs(dir);
+  if (st != MLC_OK) {
     free(dir);
-    return NULL;
+    return mlc_err_context(st, "the kernel cache");
   }
+  *out = dir;
+  return MLC_OK;
+}
+
+char *mlc_kcache_path(const char *prefix, uint64_t hash, const char *suffix) {
+  char *dir = NULL;
+  if (mlc_kcache_dir(&dir) != MLC_OK)
+    return NULL;
+  mlc_buf b = {0};
   mlc_buf_printf(&b, "%s/%s%016llx%s", dir, prefix, (unsigned long long)hash, suffix);
   free(dir);
   return mlc_buf_take(&b);

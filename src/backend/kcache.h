@@ -6,6 +6,8 @@
 
 #include "base/base.h"
 
+/* The cache directory (heap string), created if missing. */
+mlc_status mlc_kcache_dir(char **out);
 /* Heap path "<cache dir>/<prefix><16 hex digits of hash><suffix>", creating the directory.
  * NULL if the directory cannot be created (the caller then works without a cache). */
 char *mlc_kcache_path(const char *prefix, uint64_t hash, const char *suffix);

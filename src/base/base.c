@@ -229,6 +229,23 @@ bool mlc_is_dir(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
+mlc_status mlc_mkdirs(const char *path) {
+  char *p = mlc_strdup(path);
+  if (!p)
+    return MLC_ERR_NOMEM;
+  for (char *s = p + 1; *s; s++) {
+    if (*s == '/') {
+      *s = 0;
+      mkdir(p, 0755);
+      *s = '/';
+    }
+  }
+  int rc = mkdir(p, 0755);
+  mlc_status st = (rc == 0 || errno == EEXIST) ? MLC_OK : mlc_err(MLC_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+  free(p);
+  return st;
+}
+
 char *mlc_path_join(const char *dir, const char *name) {
   mlc_buf b = {0};
   size_t n = strlen(dir);

@@ -66,6 +66,8 @@ mlc_status mlc_read_file(const char *path, char **out, size_t *out_len);
 mlc_status mlc_write_file_atomic(const char *path, const void *data, size_t len);
 bool mlc_file_exists(const char *path);
 bool mlc_is_dir(const char *path);
+/* mkdir -p; an error names the directory. */
+mlc_status mlc_mkdirs(const char *path);
 /* path_join into a heap string. */
 char *mlc_path_join(const char *dir, const char *name);
 

@@ -15,6 +15,9 @@
 bool mlc_cli_parse_ids(const char *s, int32_t **ids, int *n);
 /* Prints "mlc NAME: <last error>" to stderr and returns 1. */
 int mlc_cli_fail(const char *cmd);
+/* The bundled model's directory (heap string): $MLC_DEFAULT_MODEL, else models/default next to
+ * the build directory of this binary, else ./models/default. */
+char *mlc_cli_default_model(void);
 /* Writes s as a JSON string literal (with quotes) to stdout. */
 void mlc_cli_print_json_string(const char *s);
 

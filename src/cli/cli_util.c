@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "cli/cli.h"
@@ -71,4 +72,31 @@ void mlc_cli_print_json_string(const char *s) {
     }
   }
   putchar('"');
+}
+
+/* The bundled model: $MLC_DEFAULT_MODEL, else models/default next to the build directory of this
+ * binary, else ./models/default. */
+char *mlc_cli_default_model(void) {
+  const char *e = getenv("MLC_DEFAULT_MODEL");
+  if (e && *e)
+    return mlc_strdup(e);
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = 0;
+      const char *rel[] = {"/../models/default", "/../share/mlc-c/models/default", "/models/default"};
+      for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        mlc_buf b = {0};
+        mlc_buf_printf(&b, "%s%s", exe, rel[i]);
+        char *p = mlc_buf_take(&b);
+        if (p && mlc_is_dir(p))
+          return p;
+        free(p);
+      }
+    }
+  }
+  return mlc_strdup("models/default");
 }

@@ -12,32 +12,6 @@
 #include "runtime/runtime.h"
 #include "tokenizer/chat.h"
 
-/* The bundled model: $MLC_DEFAULT_MODEL, else models/default next to the build directory of this
- * binary, else ./models/default. */
-static char *default_model(void) {
-  const char *e = getenv("MLC_DEFAULT_MODEL");
-  if (e && *e)
-    return mlc_strdup(e);
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = 0;
-      const char *rel[] = {"/../models/default", "/../share/mlc-c/models/default", "/models/default"};
-      for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-        mlc_buf b = {0};
-        mlc_buf_printf(&b, "%s%s", exe, rel[i]);
-        char *p = mlc_buf_take(&b);
-        if (p && mlc_is_dir(p))
-          return p;
-        free(p);
-      }
-    }
-  }
-  return mlc_strdup("models/default");
-}
 
 static void help(FILE *f) {
   fprintf(f, "commands: /help (this text)  /reset (forget the conversation)  /stats (speed of the last reply)  /exit\n");
@@ -110,7 +84,7 @@ int mlc_cmd_chat(int argc, char **argv) {
   }
   char *defpath = NULL;
   if (!o.path)
-    o.path = defpath = default_model();
+    o.path = defpath = mlc_cli_default_model();
   if (!seeded)
     sp.seed = (uint64_t)(mlc_now() * 1e6) ^ (uint64_t)getpid();
   if (mlc_cli_model_open(cmd, &o)) {

@@ -12,32 +12,6 @@
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { g_stop = 1; }
 
-/* The bundled model, found as `mlc chat` finds it: $MLC_DEFAULT_MODEL, else models/default next to
- * the build directory of this binary, else ./models/default. */
-static char *serve_default_model(void) {
-  const char *e = getenv("MLC_DEFAULT_MODEL");
-  if (e && *e)
-    return mlc_strdup(e);
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = 0;
-      const char *rel[] = {"/../models/default", "/../share/mlc-c/models/default", "/models/default"};
-      for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-        mlc_buf b = {0};
-        mlc_buf_printf(&b, "%s%s", exe, rel[i]);
-        char *p = mlc_buf_take(&b);
-        if (p && mlc_is_dir(p))
-          return p;
-        free(p);
-      }
-    }
-  }
-  return mlc_strdup("models/default");
-}
 
 static bool int_arg(const char *flag, const char *v, long lo, long hi, long *out) {
   char *end;
@@ -132,7 +106,7 @@ int mlc_cmd_serve(int argc, char **argv) {
   }
   char *defpath = NULL;
   if (!m.path)
-    m.path = defpath = serve_default_model();
+    m.path = defpath = mlc_cli_default_model();
   if (!o.engine.max_batch)
     o.engine.max_batch = 32;
   o.model_dir = m.path;

@@ -1,6 +1,7 @@
 /* jit.c: specialised CPU kernels compiled at run time by the system C compiler, cached by the
  * content hash of (compiler, flags, source) so a model compiles once per machine. */
 #include "backend/cpu/cpu.h"
+#include "backend/kcache.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -85,39 +86,6 @@ static int cflags(const char ***out) {
   return NCFLAGS;
 }
 
-static char *cache_dir(void) {
-  const char *e = getenv("MLC_CACHE_DIR");
-  mlc_buf b = {0};
-  if (e && *e) {
-    mlc_buf_puts(&b, e);
-  } else {
-    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    if (x && *x)
-      mlc_buf_printf(&b, "%s/mlc-c", x);
-    else
-      mlc_buf_printf(&b, "%s/.cache/mlc-c", h && *h ? h : "/tmp");
-  }
-  return mlc_buf_take(&b);
-}
-
-static mlc_status mkdirs(const char *path) {
-  char *p = mlc_strdup(path);
-  if (!p)
-    return MLC_ERR_NOMEM;
-  for (char *s = p + 1; *s; s++) {
-    if (*s == '/') {
-      *s = 0;
-      mkdir(p, 0755);
-      *s = '/';
-    }
-  }
-  int rc = mkdir(p, 0755);
-  mlc_status st = (rc == 0 || errno == EEXIST) ? MLC_OK
-                                               : mlc_err(MLC_ERR_IO, "%s: cannot create the kernel cache: %s", p, strerror(errno));
-  free(p);
-  return st;
-}
-
 static const char *compiler(void) {
   const char *cc = getenv("MLC_CC");
   return cc && *cc ? cc : "cc";
@@ -162,14 +130,10 @@ mlc_status mlc_cpu_lib_build(const char *source, int verbose, mlc_cpu_lib **out)
   int nfl = cflags(&fl);
   for (int i = 0; i < nfl; i++)
     h = mlc_hash64(fl[i], strlen(fl[i]) + 1, h); /* with the NUL: "-a" "-b" differs from "-a-b" */
-  char *dir = cache_dir();
-  if (!dir)
-    return MLC_ERR_NOMEM;
-  mlc_status st = mkdirs(dir);
-  if (st != MLC_OK) {
-    free(dir);
+  char *dir = NULL;
+  mlc_status st = mlc_kcache_dir(&dir);
+  if (st != MLC_OK)
     return st;
-  }
   mlc_buf so = {0}, src = {0}, tmp = {0}, log = {0};
   mlc_buf_printf(&so, "%s/kernels-%016llx.so", dir, (unsigned long long)h);
   mlc_buf_printf(&src, "%s/kernels-%016llx.c", dir, (unsigned long long)h);

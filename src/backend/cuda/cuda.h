@@ -12,7 +12,7 @@
 #include "backend/device.h"
 
 /* The first CUDA device ("cuda", or "cuda:N" for device N). Fails with a clear message when the
- * driver is missing (MLC_ERR_UNSUPPORTED), is only the toolkit's stub, or finds no GPU. */
+ * driver is missing (MLC_ERR_UNSUPPORTED), is only the toolkit's link-time placeholder library, or finds no GPU. */
 mlc_status mlc_cuda_device_new(const char *name, const mlc_device_opts *opt, mlc_device **out);
 
 /* ---- NVRTC (usable without a GPU) ---- */

@@ -450,8 +450,8 @@ mlc_status mlc_cuda_device_new(const char *name, const mlc_device_opts *opt, mlc
   if (!cu)
     return mlc_err_context(MLC_ERR_UNSUPPORTED, "device 'cuda'");
   CUresult r = cu->Init(0);
-  if (r == MLC_CUDA_ERROR_STUB_LIBRARY)
-    return mlc_err(MLC_ERR_UNSUPPORTED, "device 'cuda': libcuda.so.1 is the CUDA toolkit's stub, not a driver (no GPU here)");
+  if (r == MLC_CUDA_ERROR_PLACEHOLDER_LIBRARY)
+    return mlc_err(MLC_ERR_UNSUPPORTED, "device 'cuda': libcuda.so.1 is the CUDA toolkit's link-time placeholder, not a driver (no GPU here)");
   if (r == MLC_CUDA_ERROR_NO_DEVICE)
     return mlc_err(MLC_ERR_UNSUPPORTED, "device 'cuda': the CUDA driver found no GPU");
   if (r != 0)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend/kcache.h"
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/cuda_api.h"
 
@@ -38,38 +39,6 @@ mlc_status mlc_cuda_module_source(const char *const *names, const char *const *s
   return out->oom ? mlc_err(MLC_ERR_NOMEM, "out of memory") : MLC_OK;
 }
 
-static char *cache_dir(void) {
-  const char *e = getenv("MLC_CACHE_DIR");
-  mlc_buf b = {0};
-  if (e && *e) {
-    mlc_buf_puts(&b, e);
-  } else {
-    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    if (x && *x)
-      mlc_buf_printf(&b, "%s/mlc-c", x);
-    else
-      mlc_buf_printf(&b, "%s/.cache/mlc-c", h && *h ? h : "/tmp");
-  }
-  return mlc_buf_take(&b);
-}
-
-static mlc_status mkdirs(const char *path) {
-  char *p = mlc_strdup(path);
-  if (!p)
-    return MLC_ERR_NOMEM;
-  for (char *s = p + 1; *s; s++) {
-    if (*s == '/') {
-      *s = 0;
-      mkdir(p, 0755);
-      *s = '/';
-    }
-  }
-  int rc = mkdir(p, 0755);
-  mlc_status st = (rc == 0 || errno == EEXIST) ? MLC_OK
-                                               : mlc_err(MLC_ERR_IO, "%s: cannot create the directory: %s", p, strerror(errno));
-  free(p);
-  return st;
-}
 
 /* The file name a module compiles to: cuda-<hash>-<arch>.cubin (sm_*) or .ptx (compute_*). */
 static char *module_path(const char *dir, const char *src, const char *arch) {
@@ -147,10 +116,8 @@ mlc_status mlc_cuda_compile(const char *src, const char *arch, int verbose, char
   *data = NULL;
   *len = 0;
   *cached = false;
-  char *dir = cache_dir();
-  if (!dir)
-    return MLC_ERR_NOMEM;
-  mlc_status st = mkdirs(dir);
+  char *dir = NULL;
+  mlc_status st = mlc_kcache_dir(&dir);
   char *p = st == MLC_OK ? module_path(dir, src, arch) : NULL;
   free(dir);
   if (st != MLC_OK)
@@ -179,7 +146,7 @@ mlc_status mlc_cuda_compile(const char *src, const char *arch, int verbose, char
 mlc_status mlc_cuda_compile_to(const char *src, const char *arch, const char *dir, char **path, size_t *len) {
   *path = NULL;
   *len = 0;
-  MLC_TRY(mkdirs(dir));
+  MLC_TRY(mlc_mkdirs(dir));
   char *data = NULL;
   MLC_TRY(nvrtc_run(src, arch, &data, len));
   char *p = module_path(dir, src, arch);
