@@ -26,30 +26,12 @@
 
 static int passed, failed;
 
-static mlc_dmem *tref(const mlc_model *m, int ti, int64_t n, int64_t mm, size_t *off) {
-  const mlc_tensor *t = &m->g.t[ti];
-  switch (t->kind) {
-  case MLC_T_ACT: *off = t->offset; return m->arena;
-  case MLC_T_WEIGHT:
-  case MLC_T_CONST: *off = 0; return m->tmem[ti];
-  case MLC_T_INPUT: *off = 0; return m->in_mem[t->input];
-  case MLC_T_KV: *off = m->kv_layer_elems * (size_t)t->layer * sizeof(float); return m->kv;
-  case MLC_T_VIEW: {
-    mlc_dmem *mem = tref(m, t->view_src, n, mm, off);
-    *off += (size_t)(mlc_sym_eval(t->view_off, n, mm) * (int64_t)mlc_dtype_size(t->dtype));
-    return mem;
-  }
-  }
-  *off = 0;
-  return NULL;
-}
-
 static mlc_status launch(mlc_model *m, int li, int64_t n, int64_t mm) {
   mlc_launch *L = &m->launch[li];
   mlc_dmem *mem[KIR_MAX_BUFS];
   size_t off[KIR_MAX_BUFS];
   for (int b = 0; b < L->nbuf; b++)
-    mem[b] = tref(m, L->buf[b], n, mm, &off[b]);
+    mem[b] = mlc_tensor_ref(m, L->buf[b], n, mm, &off[b]);
   for (int j = 0; j < 4; j++)
     L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], n, mm);
   mlc_status st = m->dev->vt->launch(m->dev, m->mod, L->kidx, mem, off, L->nbuf, L->ip, L->fp, mlc_sym_eval(L->grid, n, mm));

@@ -599,7 +599,7 @@ void mlc_seq_free(mlc_seq *s) {
 int mlc_seq_len(const mlc_seq *s) { return s->len; }
 
 /* The device memory and byte offset of tensor ti in a step of n tokens and mm logit rows. */
-static mlc_dmem *tensor_ref(const mlc_model *m, int ti, int64_t n, int64_t mm, size_t *off) {
+mlc_dmem *mlc_tensor_ref(const mlc_model *m, int ti, int64_t n, int64_t mm, size_t *off) {
   const mlc_tensor *t = &m->g.t[ti];
   switch (t->kind) {
   case MLC_T_ACT: *off = t->offset; return m->arena;
@@ -608,7 +608,7 @@ static mlc_dmem *tensor_ref(const mlc_model *m, int ti, int64_t n, int64_t mm, s
   case MLC_T_INPUT: *off = 0; return m->in_mem[t->input];
   case MLC_T_KV: *off = m->kv_layer_elems * (size_t)t->layer * sizeof(float); return m->kv;
   case MLC_T_VIEW: {
-    mlc_dmem *mem = tensor_ref(m, t->view_src, n, mm, off);
+    mlc_dmem *mem = mlc_tensor_ref(m, t->view_src, n, mm, off);
     *off += (size_t)(mlc_sym_eval(t->view_off, n, mm) * (int64_t)mlc_dtype_size(t->dtype));
     return mem;
   }
@@ -667,7 +667,7 @@ static mlc_status collective(mlc_model *m, int li, int64_t total, int64_t mm) {
   for (int rk = 0; rk < nr; rk++) {
     mlc_model *rm = rk ? m->peers[rk - 1] : m;
     size_t xo;
-    mlc_dmem *xm = tensor_ref(rm, rm->launch[li].buf[1], total, mm, &xo);
+    mlc_dmem *xm = mlc_tensor_ref(rm, rm->launch[li].buf[1], total, mm, &xo);
     MLC_TRY(rm->dev->vt->read(rm->dev, xm, xo, rk && reduce ? part : (reduce ? acc : part), sizeof(float) * rows * xc));
     if (reduce && rk)
       for (size_t i = 0; i < rows * xc; i++)
@@ -679,7 +679,7 @@ static mlc_status collective(mlc_model *m, int li, int64_t total, int64_t mm) {
   for (int rk = 0; rk < nr; rk++) {
     mlc_model *rm = rk ? m->peers[rk - 1] : m;
     size_t yo;
-    mlc_dmem *ym = tensor_ref(rm, rm->launch[li].buf[0], total, mm, &yo);
+    mlc_dmem *ym = mlc_tensor_ref(rm, rm->launch[li].buf[0], total, mm, &yo);
     MLC_TRY(rm->dev->vt->write(rm->dev, ym, yo, acc, sizeof(float) * rows * yc));
   }
   return MLC_OK;
@@ -751,7 +751,7 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
       mlc_model *rm = rk ? m->peers[rk - 1] : m;
       mlc_launch *L = &rm->launch[li];
       for (int b = 0; b < L->nbuf; b++)
-        mem[b] = tensor_ref(rm, L->buf[b], total, mm, &off[b]);
+        mem[b] = mlc_tensor_ref(rm, L->buf[b], total, mm, &off[b]);
       for (int j = 0; j < 4; j++)
         L->ip[MLC_KDYN + j] = mlc_sym_eval(L->dyn[j], total, mm);
       st = rm->dev->vt->launch(rm->dev, rm->mod, L->kidx, mem, off, L->nbuf, L->ip, L->fp, mlc_sym_eval(L->grid, total, mm));
@@ -766,7 +766,7 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
     }
   }
   size_t loff;
-  mlc_dmem *lmem = tensor_ref(m, m->g.logits, total, mm, &loff);
+  mlc_dmem *lmem = mlc_tensor_ref(m, m->g.logits, total, mm, &loff);
   if (st == MLC_OK && mm > 0)
     st = d->vt->read(d, lmem, loff, m->logits_host, sizeof(float) * (size_t)mm * m->cfg.vocab_size);
   if (st != MLC_OK)

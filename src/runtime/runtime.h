@@ -68,6 +68,8 @@ mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes);
 /* Renders every distinct kernel of the model in a language (C or GLSL). For GLSL one shader per
  * kernel, separated by a line "// ---- NAME". */
 mlc_status mlc_model_render(const mlc_model *m, kir_lang lang, bool generic, mlc_buf *out);
+/* The device memory and byte offset of tensor ti in a step of n tokens and mm logit rows. */
+mlc_dmem *mlc_tensor_ref(const mlc_model *m, int ti, int64_t n, int64_t mm, size_t *off);
 /* Fills a launch record for op `op` of the graph (descriptor, buffers, params, grid). */
 void mlc_launch_fill(const mlc_model *m, int op, mlc_launch *L);
 
