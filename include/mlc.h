@@ -150,6 +150,10 @@ typedef struct mlc_gen_params {
   int n_stop_ids;
   int ignore_eos;
   int skip_special;         /* 1: special tokens are left out of the text */
+  const char *json_schema;  /* structured output: NULL: free text; else a JSON Schema (the subset of
+                               src/engine/grammar.h) the text must match: every token the schema's
+                               automaton rejects is masked, the end comes only after a complete
+                               value. "{\"type\":\"object\"}": any JSON object. Needs a tokenizer. */
 } mlc_gen_params;
 
 typedef struct mlc_engine_event {

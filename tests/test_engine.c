@@ -1,7 +1,8 @@
 /* test_engine.c: the continuous-batching engine (docs/engine.md): stop strings across token
  * boundaries; greedy outputs under batching, prefix caching, n > 1 forks and KV preemption equal
  * the same request run alone; seeded sampling is reproducible; cancellation frees KV pages;
- * max_tokens, logprobs, logit_bias. Uses the bundled model (models/default). */
+ * max_tokens, logprobs, logit_bias; structured output (json_schema) per choice. Uses the bundled
+ * model (models/default). */
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/grammar.h"
 #include "engine/sampler.h"
 #include "mlc.h"
 
@@ -354,6 +356,24 @@ static void test_params(const char *dir) {
   check(during > st0.kv_pages_used && st.kv_pages_used <= st.cache_pages, "cancel frees the KV pages");
   check(st.requests_by_finish[MLC_FINISH_CANCELLED] == 1, "the cancellation is counted");
   coll_free(c);
+  /* structured output: each of n = 2 sampled choices (its own parser) ends by itself (ignore_eos:
+   * no EOS allowed, the closed object finishes it) with text matching the schema */
+  const char *schema = "{\"type\":\"object\",\"properties\":{\"c\":{\"enum\":[\"x\",\"y\"]},\"b\":{\"type\":"
+                       "\"boolean\"}},\"required\":[\"c\",\"b\"],\"additionalProperties\":false}";
+  mlc_grammar *g = NULL;
+  check(mlc_grammar_compile(schema, &g) == MLC_OK, "schema compiles");
+  mlc_gen_params gj = {.max_tokens = 300, .temperature = 1.0f, .n = 2, .has_seed = 1, .seed = 3, .ignore_eos = 1,
+                       .skip_special = 1, .json_schema = schema};
+  a = run1(e, p, 30, &gj);
+  for (int i = 0; i < 2 && g; i++)
+    check(a->fin[i] == MLC_FINISH_STOP && mlc_grammar_matches(g, a->text[i], strlen(a->text[i])),
+          "json_schema: the choice stops with text matching the schema");
+  coll_free(a);
+  mlc_grammar_free(g);
+  mlc_gen_params gu = {.max_tokens = 4, .json_schema = "{\"type\":\"string\",\"pattern\":\"^a\"}"};
+  check(mlc_engine_submit(e, p, 30, &gu, on_event, NULL, NULL) == MLC_ERR_UNSUPPORTED &&
+            strstr(mlc_last_error(), "pattern"),
+        "json_schema: an unsupported keyword is refused at submit, named");
   /* bad requests are refused synchronously */
   int32_t bad = V + 5;
   check(mlc_engine_submit(e, &bad, 1, &gg, on_event, NULL, NULL) != MLC_OK, "out-of-vocabulary prompt refused");

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test_serve.sh MLC SRC: `mlc serve` on a free loopback port with the bundled model: raw HTTP for
 # every bad input (each an OpenAI-shaped error with the right 4xx, the server serving on), CORS,
-# auth, then tests/serve/client.mjs (the official openai npm client, pinned; installed with
-# `npm ci` into the build directory on first use). The server is always killed at the end.
+# auth, slow and half-sent requests (408), structured output (tests/serve/structured.py), then
+# tests/serve/client.mjs (the official openai npm client, pinned; installed with `npm ci` into the
+# build directory on first use), then the queue cap (429) on a second server with one slot. The
+# servers are always killed at the end.
 set -uo pipefail
 MLC=${1:?usage: test_serve.sh MLC SRC}
 SRC=${2:?usage: test_serve.sh MLC SRC}
@@ -10,13 +12,14 @@ MODEL="$SRC/models/default"
 KEY="sk-test-$$"
 WORK=$(mktemp -d)
 SERVER_PID=
+SERVER2_PID=
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
+  for pid in $SERVER_PID $SERVER2_PID; do
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -106,7 +109,14 @@ req "empty messages" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","mess
 req "missing messages" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default"}'
 req "missing model" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"messages":[{"role":"user","content":"hi"}]}'
 req "unknown model" 404 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"gpt-9","messages":[{"role":"user","content":"hi"}]}'
-req "response_format json_schema" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}}}'
+req "response_format: unsupported schema keyword" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"d":{"type":"string","format":"date"}}}}}}'
+grep -q "'format'" "$WORK/body" && grep -q unsupported_schema "$WORK/body" && ok || bad "the 400 names the keyword: $(head -c 300 "$WORK/body")"
+req "response_format: unsupported schema keyword (completions)" 400 -H "$AUTH" -H "$J" "$CMPL" -d '{"model":"default","prompt":"hi","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"integer","minimum":3}}}}'
+grep -q "'minimum'" "$WORK/body" && ok || bad "the 400 names the keyword: $(head -c 300 "$WORK/body")"
+req "response_format: malformed schema" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"strin"}}}}'
+req "response_format: unknown type" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"xml"}}'
+req "response_format: json_schema without json_schema" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}'
+req "response_format: text" 200 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"response_format":{"type":"text"}}'
 req "stream_options without stream" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}'
 req "max_tokens beyond context" 400 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"max_tokens":5000}'
 python3 -c '
@@ -193,6 +203,33 @@ except socket.timeout:
     print("still open")
 EOF
 grep -q 'closed after .* 408' "$WORK/half" && ok || bad "half-sent request: $(cat "$WORK/half")"
+# headers trickling in (a byte every 0.4 s: libmicrohttpd's idle timeout never fires) are cut by
+# the header watchdog after --timeout (3 s) + 1 s, with a 408
+python3 - "$PORT" >"$WORK/trickle" <<'PYEOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+hdr = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+t = time.time()
+s.settimeout(0.4)
+resp = b""
+try:
+    for ch in hdr:
+        s.sendall(bytes([ch]))
+        try:
+            d = s.recv(65536)
+            if not d:
+                break
+            resp += d
+        except socket.timeout:
+            pass
+        if time.time() - t > 15:
+            break
+except OSError:
+    pass
+print("closed after %.1f s: %s" % (time.time() - t, resp.decode(errors="replace").split("\r\n")[0]))
+PYEOF
+python3 -c 'import re, sys; m = re.match(r"closed after ([0-9.]+) s: HTTP/1.1 408", sys.argv[1]); sys.exit(0 if m and float(m.group(1)) < 8 else 1)' \
+  "$(cat "$WORK/trickle")" && ok || bad "trickled headers: $(cat "$WORK/trickle")"
 wait $BG
 grep -q '^data: \[DONE\]' "$WORK/bg" && [ "$(grep -c '"finish_reason":"length"' "$WORK/bg")" = 1 ] && ok ||
   bad "a stream running beside slow clients: $(tail -c 300 "$WORK/bg")"
@@ -211,12 +248,50 @@ cached=$(metric mlc_prefix_cache_pages)
 [ "$aborts1" = $((aborts0 + 1)) ] && [ "$used" -le "$cached" ] && ok ||
   bad "non-streamed disconnect: aborts $aborts0 -> $aborts1, KV pages used $used, prefix cache $cached"
 req "still serving after bad input" 200 -H "$AUTH" -H "$J" "$CHAT" -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+[ "$(metric mlc_header_timeouts_total)" -ge 1 ] && ok || bad "mlc_header_timeouts_total counts the trickled headers"
 echo "test_serve (raw HTTP): $pass passed, $fail failed"
+
+# structured output: every reply parses and validates against its JSON schema
+python3 "$SRC/tests/serve/structured.py" "$BASE" "$KEY" default && ok || bad "structured output (tests/serve/structured.py)"
 
 node "$CLIENT_DIR/client.mjs" "$BASE" "$KEY" default
 crc=$?
 req "health at the end" 200 "$BASE/health"
 kill -0 "$SERVER_PID" 2>/dev/null && ok || bad "the server died"
+
+# the queue cap: one sequence running, one waiting (--max-queue 1); the next request gets 429
+"$MLC" serve "$MODEL" --port 0 --max-batch 1 --max-queue 1 --threads 1 >"$WORK/server2.out" 2>"$WORK/server2.err" &
+SERVER2_PID=$!
+PORT2=
+for _ in $(seq 600); do
+  PORT2=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/server2.out")
+  [ -n "$PORT2" ] && break
+  kill -0 "$SERVER2_PID" 2>/dev/null || break
+  sleep 0.1
+done
+B2="http://127.0.0.1:$PORT2"
+metric2() { curl -s "$B2/metrics" | sed -n "s/^$1 //p"; }
+LONG='{"model":"default","prompt":"Once upon a time","max_tokens":900,"ignore_eos":true,"stream":true}'
+curl -sN --max-time 60 -o /dev/null -H "$J" "$B2/v1/completions" -d "$LONG" &
+Q1=$!
+for _ in $(seq 100); do [ "$(metric2 mlc_num_requests_running)" = 1 ] && break; sleep 0.05; done
+curl -sN --max-time 60 -o /dev/null -H "$J" "$B2/v1/completions" -d "$LONG" &
+Q2=$!
+for _ in $(seq 100); do [ "$(metric2 mlc_num_requests_waiting)" = 1 ] && break; sleep 0.05; done
+curl -s -D "$WORK/h429" -o "$WORK/body" -w '%{http_code}' -H "$J" "$B2/v1/chat/completions" \
+  -d '{"model":"default","messages":[{"role":"user","content":"hi"}],"max_tokens":2}' >"$WORK/code429"
+python3 -c '
+import json, sys
+e = json.load(open(sys.argv[1]))["error"]
+assert open(sys.argv[2]).read() == "429" and e["code"] == "queue_full" and e["type"] and e["message"]
+' "$WORK/body" "$WORK/code429" 2>/dev/null && grep -qi '^retry-after:' "$WORK/h429" && ok ||
+  bad "queue full: expected 429 queue_full with Retry-After, got $(cat "$WORK/code429"): $(head -c 300 "$WORK/body")"
+kill $Q1 $Q2 2>/dev/null
+wait $Q1 $Q2 2>/dev/null
+for _ in $(seq 100); do [ "$(metric2 mlc_num_requests_running)" = 0 ] && [ "$(metric2 mlc_num_requests_waiting)" = 0 ] && break; sleep 0.05; done
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "$J" "$B2/v1/completions" -d '{"model":"default","prompt":"hi","max_tokens":2}')
+[ "$code" = 200 ] && [ "$(metric2 mlc_rejected_requests_total)" = 1 ] && ok ||
+  bad "after the queue drained: status $code, rejected $(metric2 mlc_rejected_requests_total)"
 echo "test_serve: $pass raw checks passed, $fail failed, client exit $crc ($(( $(date +%s) - T0 )) s)"
 if [ $fail -ne 0 ] || [ $crc -ne 0 ]; then
   echo "--- server stderr (tail) ---"; tail -20 "$WORK/server.err"

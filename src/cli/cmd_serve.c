@@ -49,14 +49,15 @@ int mlc_cmd_serve(int argc, char **argv) {
              "  --mixed-prefill N     prompt tokens in a step that also decodes (default: prefill chunk / 4;\n"
              "                        0: no bound); lower: steadier streams, higher: faster first tokens\n"
              "  --timeout S           idle connection and slow-body timeout in seconds (default 30)\n"
-             "  --max-body BYTES      request body limit (default 1048576)\n\n%s",
+             "  --max-body BYTES      request body limit (default 1048576)\n"
+             "  --max-queue N         requests waiting for admission; beyond it new ones get 429 (default 256)\n\n%s",
              mlc_cli_model_help);
       return 0;
     }
     bool takes = !strcmp(a, "--host") || !strcmp(a, "--port") || !strcmp(a, "--api-key") || !strcmp(a, "--model-id") ||
                  !strcmp(a, "--max-batch") || !strcmp(a, "--max-total-tokens") || !strcmp(a, "--timeout") ||
                  !strcmp(a, "--max-body") || !strcmp(a, "--cache-slots") ||
-                 !strcmp(a, "--mixed-prefill");
+                 !strcmp(a, "--mixed-prefill") || !strcmp(a, "--max-queue");
     if (takes && !v) {
       fprintf(stderr, "mlc serve: %s needs a value\n", a);
       return 1;
@@ -91,6 +92,10 @@ int mlc_cmd_serve(int argc, char **argv) {
       if (!int_arg(a, v, 1, 3600, &l))
         return 1;
       o.timeout_s = (int)l;
+    } else if (!strcmp(a, "--max-queue")) {
+      if (!int_arg(a, v, 1, 1 << 20, &l))
+        return 1;
+      o.max_queue = (int)l;
     } else if (!strcmp(a, "--max-body")) {
       if (!int_arg(a, v, 1024, 1L << 30, &l))
         return 1;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/grammar.h"
 #include "engine/sampler.h"
 #include "runtime/runtime.h"
 
@@ -75,6 +76,7 @@ typedef struct choice {
   mlc_buf hold;      /* text held back for stop strings */
   mlc_finish finish;
   bool fork_wait;    /* choices 1..n-1 until the prompt is prefilled by choice 0 */
+  mlc_grammar_state *gs; /* structured output: the parser of the text so far */
 } choice;
 
 struct request {
@@ -83,6 +85,7 @@ struct request {
   char **stop;
   int32_t *stop_ids, *bias_ids;
   float *bias_values;
+  mlc_grammar *grammar; /* structured output (json_schema), shared by the choices */
   int n_prompt;
   mlc_engine_cb cb;
   void *user;
@@ -139,6 +142,10 @@ struct mlc_engine {
   uint64_t tick;
   double rate_t[16];
   uint64_t rate_n[16];
+  /* structured output: every token's bytes in a trie, built by the first json_schema request */
+  pthread_mutex_t gmu;
+  mlc_grammar_vocab *gvocab;
+  uint8_t *gmask; /* [V], engine thread */
 };
 
 const mlc_tokenizer *mlc_engine_tokenizer(const mlc_engine *e) { return e->tok; }
@@ -299,8 +306,10 @@ static void request_free(request *r) {
     free(c->toks);
     mlc_tok_stream_free(c->ds);
     mlc_buf_free(&c->hold);
+    mlc_grammar_state_free(c->gs);
   }
   free(r->ch);
+  mlc_grammar_free(r->grammar);
   for (int i = 0; i < r->p.n_stop; i++)
     free(r->stop[i]);
   free(r->stop);
@@ -428,6 +437,24 @@ mlc_status mlc_engine_submit(mlc_engine *e, const int32_t *prompt, int n_prompt,
   r->p.stop_ids = NULL;
   r->p.bias_ids = NULL;
   r->p.bias_values = NULL;
+  r->p.json_schema = NULL;
+  if (ok && p->json_schema) {
+    mlc_status gst = MLC_OK;
+    if (!e->tok)
+      gst = mlc_err(MLC_ERR_INVALID_ARG, "structured output (json_schema) needs the model's tokenizer");
+    if (gst == MLC_OK)
+      gst = mlc_grammar_compile(p->json_schema, &r->grammar);
+    if (gst == MLC_OK) {
+      pthread_mutex_lock(&e->gmu);
+      if (!e->gvocab)
+        gst = mlc_grammar_vocab_from_tokenizer(e->tok, e->V, &e->gvocab);
+      pthread_mutex_unlock(&e->gmu);
+    }
+    if (gst != MLC_OK) {
+      request_free(r);
+      return gst;
+    }
+  }
   pthread_mutex_lock(&e->mu);
   uint64_t seed = p->has_seed ? p->seed : e->seed_ctr++ * 0x9e3779b97f4a7c15ULL;
   r->id = ++e->next_id;
@@ -446,6 +473,8 @@ mlc_status mlc_engine_submit(mlc_engine *e, const int32_t *prompt, int n_prompt,
     c->rng = seed + (uint64_t)i * 0xd1b54a32d192ed03ULL;
     c->fork_wait = i > 0;
     if (e->tok && mlc_tok_stream_new(e->tok, p->skip_special != 0, &c->ds) != MLC_OK)
+      ok = false;
+    if (ok && r->grammar && mlc_grammar_state_new(r->grammar, &c->gs) != MLC_OK)
       ok = false;
   }
   if (!ok) {
@@ -535,8 +564,32 @@ static void sample_choice(mlc_engine *e, choice *c, const float *row) {
       }
     }
   }
+  if (c->gs) {
+    /* structured output: only tokens the automaton accepts; the end (EOS, stop ids) only after a
+     * complete value */
+    int allowed = mlc_grammar_mask(e->gvocab, c->gs, e->gmask);
+    bool end_ok = mlc_grammar_accepting(c->gs);
+    for (int i = 0; i < e->n_eos; i++) {
+      e->gmask[e->eos[i]] = end_ok && !p->ignore_eos;
+      allowed += end_ok && !p->ignore_eos;
+    }
+    for (int i = 0; i < p->n_stop_ids; i++) {
+      e->gmask[r->stop_ids[i]] = end_ok;
+      allowed += end_ok;
+    }
+    if (!allowed) {
+      emit(e, r, c, -1, 0, 0, NULL, NULL, NULL, MLC_FINISH_ERROR,
+           "structured output: no token of the vocabulary can continue the JSON text");
+      return;
+    }
+    for (int i = 0; i < V; i++)
+      if (!e->gmask[i])
+        w[i] = -INFINITY;
+  }
   mlc_sampling sp = {.temperature = p->temperature, .top_p = p->top_p, .top_k = p->top_k, .min_p = p->min_p};
   int32_t tok = mlc_sample_logits(&sp, &c->rng, w, V, e->prob, e->idx);
+  if (c->gs && !e->gmask[tok]) /* only a rounding fallback of the draw can land here */
+    tok = mlc_argmax(w, V);
   float lp = 0;
   int ntop = 0;
   int32_t top_ids[20];
@@ -551,6 +604,8 @@ static void sample_choice(mlc_engine *e, choice *c, const float *row) {
     int k = p->top_logprobs;
     for (int i = 0; i < V && k; i++) {
       float v = w[i];
+      if (v == -INFINITY) /* masked by the grammar */
+        continue;
       if (ntop < k || v > w[top_ids[ntop - 1]]) {
         int j = ntop < k ? ntop++ : k - 1;
         while (j > 0 && w[top_ids[j - 1]] < v) {
@@ -581,10 +636,18 @@ static void sample_choice(mlc_engine *e, choice *c, const float *row) {
   mlc_finish fin = MLC_FINISH_NONE;
   char *piece = NULL, *out = NULL;
   bool eos = is_stop_token(e, r, tok);
+  bool gdone = false; /* structured output: the value is complete and nothing may follow */
+  if (c->gs && !eos) {
+    if (!mlc_grammar_feed_token(e->gvocab, c->gs, tok)) {
+      emit(e, r, c, -1, 0, 0, NULL, NULL, NULL, MLC_FINISH_ERROR, "structured output: a masked token was sampled");
+      return;
+    }
+    gdone = mlc_grammar_finished(c->gs);
+  }
   if (!eos && c->ds)
     mlc_tok_stream_put(c->ds, tok, &piece);
   bool at_limit = (p->max_tokens > 0 && c->ngen >= p->max_tokens) || c->ntoks >= e->ctx;
-  bool final = eos || at_limit;
+  bool final = eos || at_limit || gdone;
   char *fl = NULL;
   if (final && c->ds) {
     mlc_tok_stream_flush(c->ds, &fl);
@@ -601,7 +664,7 @@ static void sample_choice(mlc_engine *e, choice *c, const float *row) {
     free(fl);
   }
   bool stopped = mlc_stop_scan(&c->hold, piece, (const char *const *)r->stop, p->n_stop, final, &out);
-  if (stopped || eos)
+  if (stopped || eos || gdone)
     fin = MLC_FINISH_STOP;
   else if (at_limit)
     fin = MLC_FINISH_LENGTH;
@@ -1028,6 +1091,7 @@ mlc_status mlc_engine_new(const char *model_dir, const mlc_engine_options *opt, 
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->cv, NULL);
+  pthread_mutex_init(&e->gmu, NULL);
   e->seed_ctr = (uint64_t)(mlc_now() * 1e6); /* unseeded requests differ across runs too */
   e->max_batch = o.max_batch > 0 ? o.max_batch : 16;
   e->cache_slots = o.cache_slots < 0 ? 0 : o.cache_slots > 0 ? o.cache_slots : e->max_batch;
@@ -1070,9 +1134,10 @@ mlc_status mlc_engine_new(const char *model_dir, const mlc_engine_options *opt, 
   e->prob = malloc(sizeof(float) * V);
   e->idx = malloc(sizeof(int32_t) * V);
   e->cnt = calloc(V, sizeof(int));
+  e->gmask = malloc(V);
   e->run = calloc((size_t)e->max_batch + 1, sizeof *e->run);
   e->cache = calloc((size_t)e->cache_slots + 1, sizeof *e->cache);
-  if (!e->logits || !e->work || !e->prob || !e->idx || !e->cnt || !e->run || !e->cache) {
+  if (!e->logits || !e->work || !e->prob || !e->idx || !e->cnt || !e->gmask || !e->run || !e->cache) {
     mlc_engine_free(e);
     return mlc_err(MLC_ERR_NOMEM, "out of memory for the engine");
   }
@@ -1110,10 +1175,13 @@ void mlc_engine_free(mlc_engine *e) {
   free(e->prob);
   free(e->idx);
   free(e->cnt);
+  free(e->gmask);
+  mlc_grammar_vocab_free(e->gvocab);
   mlc_tok_free(e->tok);
   mlc_model_free(e->m);
   free(e->dir);
   pthread_mutex_destroy(&e->mu);
   pthread_cond_destroy(&e->cv);
+  pthread_mutex_destroy(&e->gmu);
   free(e);
 }

@@ -17,6 +17,7 @@
 
 #include "base/base.h"
 #include "engine/engine.h"
+#include "engine/grammar.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,6 +31,18 @@ typedef struct hist {
   double sum;
 } hist;
 
+/* One TCP connection (MHD_OPTION_NOTIFY_CONNECTION), for the header watchdog: a client that has not
+ * finished sending a request's headers `timeout_s` after the connection opened (or after the
+ * previous response) is answered 408 and shut down, even if it trickles bytes (libmicrohttpd's
+ * own timeout only ends connections that send nothing at all). */
+typedef struct conn_rec {
+  int fd;
+  double phase_t0; /* when the current request's headers began */
+  bool in_request; /* headers complete: the handler owns the connection */
+  bool killed;
+  struct conn_rec *prev, *next;
+} conn_rec;
+
 typedef struct server {
   const mlc_serve_options *o;
   mlc_engine *e;
@@ -42,6 +55,12 @@ typedef struct server {
   uint64_t http_codes[600];
   uint64_t req_chat, req_cmpl, disconnects;
   hist ttft, e2e, itl;
+  uint64_t rejected_queue, header_timeouts;
+  pthread_mutex_t qmu; /* serialises the queue-cap check with the submit that follows it */
+  pthread_mutex_t cmu; /* the connection list */
+  conn_rec *conns;
+  pthread_t watchdog;
+  volatile bool wd_quit;
 } server;
 
 static void hist_add(hist *h, double v) {
@@ -85,6 +104,8 @@ static enum MHD_Result reply(server *S, struct MHD_Connection *c, unsigned code,
   }
   if (ctype)
     MHD_add_response_header(r, "Content-Type", ctype);
+  if (code == 429)
+    MHD_add_response_header(r, "Retry-After", "1");
   add_cors(r);
   enum MHD_Result ret = MHD_queue_response(c, code, r);
   MHD_destroy_response(r);
@@ -137,13 +158,9 @@ static enum MHD_Result reply_error(server *S, struct MHD_Connection *c, unsigned
   return reply_json(S, c, code, error_json(code, msg, param, ecode));
 }
 
-/* An error written straight to the socket, for when libmicrohttpd cannot queue a response any
- * more (mid-upload, or after its connection timeout); the connection is then closed. */
-static void raw_error(server *S, struct MHD_Connection *c, unsigned code, const char *reason, const char *ecode,
-                      const char *msg) {
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-  if (!ci)
-    return;
+/* An error written straight to a socket, for when libmicrohttpd cannot queue a response (mid-upload,
+ * after its connection timeout, or inside the headers); the connection is then closed. */
+static void raw_error_fd(server *S, int fd, unsigned code, const char *reason, const char *ecode, const char *msg) {
   cJSON *j = error_json(code, msg, NULL, ecode);
   char *body = cJSON_PrintUnformatted(j);
   cJSON_Delete(j);
@@ -155,13 +172,20 @@ static void raw_error(server *S, struct MHD_Connection *c, unsigned code, const 
   free(body);
   size_t off = 0;
   while (b.data && off < b.len) {
-    ssize_t n = send(ci->connect_fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+    ssize_t n = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n <= 0)
       break;
     off += (size_t)n;
   }
   mlc_buf_free(&b);
   count_code(S, code);
+}
+
+static void raw_error(server *S, struct MHD_Connection *c, unsigned code, const char *reason, const char *ecode,
+                      const char *msg) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (ci)
+    raw_error_fd(S, ci->connect_fd, code, reason, ecode, msg);
 }
 
 /* ---- request parsing ---- */
@@ -181,6 +205,7 @@ typedef struct api_req {
   char **prompt_texts; /* completions with echo */
   cJSON *tools;        /* owned copy */
   bool tools_on;
+  char *schema;        /* response_format json_object / json_schema: the JSON Schema text */
 } api_req;
 
 static void api_req_free(api_req *q) {
@@ -200,6 +225,8 @@ static void api_req_free(api_req *q) {
   free(q->plens);
   cJSON_Delete(q->tools);
   q->tools = NULL;
+  free(q->schema);
+  q->schema = NULL;
 }
 
 typedef struct perr {
@@ -311,7 +338,62 @@ static const char *k_chat_fields[] = {"model", "messages", "frequency_penalty", 
 static const char *k_cmpl_fields[] = {"model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs",
                                       "max_tokens", "n", "presence_penalty", "seed", "stop", "stream", "stream_options",
                                       "suffix", "temperature", "top_p", "user", "top_k", "min_p", "repetition_penalty",
-                                      "ignore_eos", "stop_token_ids", NULL};
+                                      "ignore_eos", "stop_token_ids", "response_format", NULL};
+
+/* response_format: text, {"type": "json_object"}, or {"type": "json_schema", "json_schema": {"name",
+ * "description", "schema", "strict"}}; the schema is compiled here so that an unsupported keyword
+ * is a 400 naming it (the engine compiles it again from the text). */
+static bool parse_response_format(cJSON *b, api_req *q, perr *e) {
+  cJSON *rf = cJSON_GetObjectItemCaseSensitive(b, "response_format");
+  if (!rf || cJSON_IsNull(rf))
+    return true;
+  cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
+  if (!cJSON_IsObject(rf) || !cJSON_IsString(t))
+    return fail(e, 400, "response_format", "invalid_type", "'response_format' must be an object with a 'type'");
+  cJSON *it;
+  cJSON_ArrayForEach(it, rf) {
+    if (strcmp(it->string, "type") && strcmp(it->string, "json_schema"))
+      return fail(e, 400, "response_format", "unknown_parameter", "Unrecognized response_format argument: %s", it->string);
+  }
+  if (!strcmp(t->valuestring, "text"))
+    return true;
+  if (!strcmp(t->valuestring, "json_object")) {
+    q->schema = mlc_strdup("{\"type\":\"object\"}");
+    return true;
+  }
+  if (strcmp(t->valuestring, "json_schema"))
+    return fail(e, 400, "response_format.type", "invalid_value",
+                "response_format type '%s' is not supported: use 'text', 'json_object' or 'json_schema'", t->valuestring);
+  cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+  if (!cJSON_IsObject(js))
+    return fail(e, 400, "response_format.json_schema", "missing_required_parameter",
+                "response_format of type 'json_schema' needs a 'json_schema' object");
+  cJSON_ArrayForEach(it, js) {
+    const char *k = it->string;
+    if (strcmp(k, "name") && strcmp(k, "description") && strcmp(k, "schema") && strcmp(k, "strict"))
+      return fail(e, 400, "response_format.json_schema", "unknown_parameter", "Unrecognized json_schema argument: %s", k);
+  }
+  cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name"), *strict = cJSON_GetObjectItemCaseSensitive(js, "strict");
+  if (name && !cJSON_IsString(name))
+    return fail(e, 400, "response_format.json_schema.name", "invalid_type", "'json_schema.name' must be a string");
+  if (strict && !cJSON_IsBool(strict) && !cJSON_IsNull(strict))
+    return fail(e, 400, "response_format.json_schema.strict", "invalid_type", "'json_schema.strict' must be a boolean");
+  cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+  cJSON *any = NULL;
+  if (!schema || cJSON_IsNull(schema))
+    schema = any = cJSON_CreateObject(); /* no schema: any JSON value */
+  mlc_grammar *g = NULL;
+  mlc_status st = mlc_grammar_compile_cjson(schema, &g);
+  mlc_grammar_free(g);
+  if (st != MLC_OK) {
+    cJSON_Delete(any);
+    return fail(e, 400, "response_format.json_schema.schema", st == MLC_ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_schema",
+                "%s", mlc_last_error());
+  }
+  q->schema = cJSON_PrintUnformatted(schema);
+  cJSON_Delete(any);
+  return true;
+}
 
 static bool parse_common(server *S, cJSON *b, api_req *q, perr *e) {
   const char **fields = q->chat ? k_chat_fields : k_cmpl_fields;
@@ -470,15 +552,8 @@ static bool parse_chat(server *S, cJSON *b, api_req *q, perr *e) {
   if (d > 0 && !lp)
     return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' needs 'logprobs' to be true");
   q->top_logprobs = (int)d;
-  cJSON *rf = cJSON_GetObjectItemCaseSensitive(b, "response_format");
-  if (rf && !cJSON_IsNull(rf)) {
-    cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
-    if (!cJSON_IsObject(rf) || !cJSON_IsString(t))
-      return fail(e, 400, "response_format", "invalid_type", "'response_format' must be an object with a 'type'");
-    if (strcmp(t->valuestring, "text"))
-      return fail(e, 400, "response_format", "unsupported_value",
-                  "response_format type '%s' is not supported yet (only 'text')", t->valuestring);
-  }
+  if (!parse_response_format(b, q, e))
+    return false;
   cJSON *tools = cJSON_GetObjectItemCaseSensitive(b, "tools");
   if (tools && !cJSON_IsNull(tools)) {
     if (!cJSON_IsArray(tools))
@@ -610,6 +685,8 @@ static bool parse_completions(server *S, cJSON *b, api_req *q, perr *e) {
   }
   d = 1;
   if (!get_num(b, "best_of", 1, 1, true, &d, e))
+    return false;
+  if (!parse_response_format(b, q, e))
     return false;
   if (!get_bool(b, "echo", &q->echo, e))
     return false;
@@ -1293,6 +1370,21 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, api_
   gp.n_bias = q->nbias;
   gp.logprobs = q->want_logprobs;
   gp.top_logprobs = q->top_logprobs;
+  gp.json_schema = q->schema;
+  /* the queue cap: requests waiting for admission (the engine's count, exact at submit time) */
+  pthread_mutex_lock(&S->qmu);
+  mlc_engine_stats st0;
+  mlc_engine_stats_get(S->e, &st0);
+  if (st0.waiting >= S->o->max_queue) {
+    pthread_mutex_unlock(&S->qmu);
+    pthread_mutex_lock(&S->mu);
+    S->rejected_queue++;
+    pthread_mutex_unlock(&S->mu);
+    run_req_free(rr);
+    return reply_error(S, c, 429, NULL, "queue_full",
+                       "The server is busy: %d requests are waiting (--max-queue %d). Please retry later.", st0.waiting,
+                       S->o->max_queue);
+  }
   for (int k = 0; k < q->nprompts; k++) {
     gp.max_tokens = q->max_tokens > 0 ? q->max_tokens : 0;
     rr->sc[k].rr = rr;
@@ -1305,6 +1397,7 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, api_
     if (st != MLC_OK) {
       char msg[512];
       snprintf(msg, sizeof msg, "%s", mlc_last_error());
+      pthread_mutex_unlock(&S->qmu);
       cancel_all(rr);
       wait_all_done(rr);
       run_req_free(rr);
@@ -1314,6 +1407,7 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, api_
     rr->subs++;
     pthread_mutex_unlock(&rr->mu);
   }
+  pthread_mutex_unlock(&S->qmu);
   if (q->stream) {
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, rr, stream_free);
     if (!r) {
@@ -1438,6 +1532,10 @@ static char *metrics_text(server *S) {
   mlc_buf_printf(&b, "mlc_api_requests_total{endpoint=\"chat\"} %llu\nmlc_api_requests_total{endpoint=\"completions\"} %llu\n",
                  (unsigned long long)S->req_chat, (unsigned long long)S->req_cmpl);
   COUNTER("mlc_client_disconnects_total", "Requests cancelled because the client went away.", S->disconnects);
+  COUNTER("mlc_rejected_requests_total", "Requests refused with 429 because the queue was full (--max-queue).",
+          S->rejected_queue);
+  COUNTER("mlc_header_timeouts_total", "Connections closed because their headers did not arrive within --timeout.",
+          S->header_timeouts);
   const struct {
     const char *name, *help;
     hist *h;
@@ -1581,6 +1679,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       return MHD_NO;
     cs->t0 = mlc_now();
     *con_cls = cs;
+    const union MHD_ConnectionInfo *sci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_rec *rec = sci ? sci->socket_context : NULL;
+    if (rec) {
+      pthread_mutex_lock(&S->cmu);
+      rec->in_request = true;
+      pthread_mutex_unlock(&S->cmu);
+    }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > S->o->max_body) {
       cs->replied = true;
@@ -1616,7 +1721,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  server *S = cls;
   conn_state *cs = *con_cls;
+  const union MHD_ConnectionInfo *sci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_rec *rec = sci ? sci->socket_context : NULL;
+  if (rec) { /* the next request's headers start now (keep-alive) */
+    pthread_mutex_lock(&S->cmu);
+    rec->in_request = false;
+    rec->phase_t0 = mlc_now();
+    pthread_mutex_unlock(&S->cmu);
+  }
   if (cs && !cs->replied && toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
     char msg[160];
     snprintf(msg, sizeof msg, "the request was not completed within %d s", ((server *)cls)->o->timeout_s);
@@ -1629,6 +1743,66 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   }
 }
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  server *S = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    conn_rec *rec = ci ? calloc(1, sizeof *rec) : NULL;
+    *socket_context = rec;
+    if (!rec)
+      return;
+    rec->fd = ci->connect_fd;
+    rec->phase_t0 = mlc_now();
+    pthread_mutex_lock(&S->cmu);
+    rec->next = S->conns;
+    if (S->conns)
+      S->conns->prev = rec;
+    S->conns = rec;
+    pthread_mutex_unlock(&S->cmu);
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    /* libmicrohttpd calls this before it closes the socket, so the watchdog never touches a
+     * reused descriptor */
+    conn_rec *rec = *socket_context;
+    if (!rec)
+      return;
+    pthread_mutex_lock(&S->cmu);
+    if (rec->prev)
+      rec->prev->next = rec->next;
+    else
+      S->conns = rec->next;
+    if (rec->next)
+      rec->next->prev = rec->prev;
+    pthread_mutex_unlock(&S->cmu);
+    free(rec);
+    *socket_context = NULL;
+  }
+}
+
+/* The header watchdog (see conn_rec). A connection that sends nothing is left to libmicrohttpd's
+ * idle timeout, which fires first (the watchdog waits one more second). */
+static void *watchdog_main(void *arg) {
+  server *S = arg;
+  while (!S->wd_quit) {
+    usleep(200 * 1000);
+    double now = mlc_now();
+    pthread_mutex_lock(&S->cmu);
+    for (conn_rec *r = S->conns; r; r = r->next)
+      if (!r->in_request && !r->killed && now - r->phase_t0 > S->o->timeout_s + 1) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the request headers did not arrive within %d s", S->o->timeout_s);
+        raw_error_fd(S, r->fd, 408, "Request Timeout", "request_timeout", msg);
+        shutdown(r->fd, SHUT_RDWR); /* libmicrohttpd's connection thread sees EOF and closes it */
+        r->killed = true;
+        pthread_mutex_lock(&S->mu);
+        S->header_timeouts++;
+        pthread_mutex_unlock(&S->mu);
+      }
+    pthread_mutex_unlock(&S->cmu);
+  }
+  return NULL;
+}
+
 int mlc_serve_run(const mlc_serve_options *oin, volatile sig_atomic_t *stop) {
   mlc_serve_options o = *oin;
   if (!o.host)
@@ -1637,8 +1811,12 @@ int mlc_serve_run(const mlc_serve_options *oin, volatile sig_atomic_t *stop) {
     o.timeout_s = 30;
   if (!o.max_body)
     o.max_body = 1 << 20;
+  if (!o.max_queue)
+    o.max_queue = 256;
   server S = {.o = &o, .started = time(NULL)};
   pthread_mutex_init(&S.mu, NULL);
+  pthread_mutex_init(&S.qmu, NULL);
+  pthread_mutex_init(&S.cmu, NULL);
   srand((unsigned)(mlc_now() * 1e6) ^ (unsigned)getpid());
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
   const char *host = !strcmp(o.host, "localhost") ? "127.0.0.1" : o.host;
@@ -1667,6 +1845,7 @@ int mlc_serve_run(const mlc_serve_options *oin, volatile sig_atomic_t *stop) {
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, &S,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout_s,
       MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &S,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, &S,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
   if (!d) {
     fprintf(stderr, "mlc serve: cannot listen on %s:%d (%s)\n", o.host, o.port, strerror(errno));
@@ -1674,6 +1853,7 @@ int mlc_serve_run(const mlc_serve_options *oin, volatile sig_atomic_t *stop) {
     free(S.model_id);
     return 1;
   }
+  bool wd = pthread_create(&S.watchdog, NULL, watchdog_main, &S) == 0;
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   int port = di ? di->port : o.port;
   printf("mlc serve: %s (context %d) listening on http://%s:%d\n", S.model_id, S.ctx, o.host, port);
@@ -1681,9 +1861,14 @@ int mlc_serve_run(const mlc_serve_options *oin, volatile sig_atomic_t *stop) {
   while (!*stop)
     usleep(100 * 1000);
   fprintf(stderr, "mlc serve: shutting down\n");
+  S.wd_quit = true;
+  if (wd)
+    pthread_join(S.watchdog, NULL);
   MHD_stop_daemon(d);
   mlc_engine_free(S.e);
   free(S.model_id);
   pthread_mutex_destroy(&S.mu);
+  pthread_mutex_destroy(&S.qmu);
+  pthread_mutex_destroy(&S.cmu);
   return 0;
 }

@@ -15,6 +15,7 @@ typedef struct mlc_serve_options {
   const char *api_key;   /* NULL: no auth */
   int timeout_s;         /* idle connection / slow body timeout; 0: 30 */
   size_t max_body;       /* bytes; 0: 1 MiB */
+  int max_queue;         /* requests waiting for admission before new ones get 429; 0: 256 */
   mlc_engine_options engine;
 } mlc_serve_options;
 

@@ -215,5 +215,25 @@ const msgs = [{ role: "user", content: "Hello! Who are you?" }];
   check(a.usage.prompt_tokens > 100, "the system prompt is long", a.usage);
 }
 
+// ---- structured output through the client's own types ----
+{
+  const schema = { type: "object", properties: { answer: { enum: ["yes", "no"] }, sure: { type: "boolean" } },
+    required: ["answer", "sure"], additionalProperties: false };
+  const r = await client.chat.completions.create({ model, messages: [{ role: "user", content: "Is water wet?" }],
+    max_tokens: 200, seed: 5, response_format: { type: "json_schema", json_schema: { name: "verdict", strict: true, schema } } });
+  const c = r.choices[0];
+  let v = null;
+  try { v = JSON.parse(c.message.content); } catch { /* checked below */ }
+  check(c.finish_reason === "stop" && v && ["yes", "no"].includes(v.answer) && typeof v.sure === "boolean" &&
+    Object.keys(v).length === 2, "response_format json_schema: the reply matches the schema", c);
+  let err = null;
+  try {
+    await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 4,
+      response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "string", pattern: "^a" } } } });
+  } catch (e) { err = e; }
+  check(err && err.status === 400 && /pattern/.test(err.message), "an unsupported schema keyword is a 400 naming it",
+    err && err.message);
+}
+
 console.log(`client.mjs: ${passed} passed, ${failed} failed (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 process.exit(failed ? 1 : 0);
