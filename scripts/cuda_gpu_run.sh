@@ -5,9 +5,12 @@
 # carried; see docs/backends.md); on a machine with a build tree, `make test-gpu` does the same.
 #   1. every kernel case against the double-precision CPU reference through the device API
 #   2. every fixture model's logits with --device cuda against ref.json (rel. L2 1e-4)
-#   3. with "bench": mlc bench --device cuda on random Llama shapes made on that machine
-#      (spec preset:dtype[:nolanes|:nographs]; $BENCH_ARGS replaces --prompt-len 128 --gen-len 32)
-# $SKIP_TESTS=1 skips 1 and 2; $MODELS_TIMEOUT bounds step 2 (seconds).
+#   3. with "bench": mlc bench on random Llama shapes made on that machine (spec
+#      preset[@layers]:scheme[:nolanes|:nographs|:profile][:device]; a quantized scheme is made by
+#      mlc convert from the f16 model; profile = $MLC_CUDA_PROFILE per-kernel times; device default
+#      cuda; $BENCH_ARGS replaces --prompt-len 128 --gen-len 32)
+# $SKIP_TESTS=1 skips 1 and 2; $MODELS_TIMEOUT bounds step 2 (seconds); $VULKAN_TESTS=1 also runs
+# test_models with MLC_TEST_DEVICE=vulkan (the Vulkan loader must be installed: docs/backends.md).
 BIN=${1:-.gpu}
 BIN=$(cd "$BIN" && pwd)
 export LD_LIBRARY_PATH="$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -32,7 +35,13 @@ MLC_TEST_DEVICE=cuda timeout "${MODELS_TIMEOUT:-3600}" "$BIN/test_models" . >"$O
 head -1 "$OUT/models.log"; tail -1 "$OUT/models.log"; grep FAIL "$OUT/models.log" | head -20
 t2=$(date +%s)
 echo "kernels $((t1 - t0)) s, models $((t2 - t1)) s, rc=$rc"
-"$BIN/mlc" logits tests/fixtures/models/llama --ids 1,2,3 --device cuda --verbose 2>&1 | grep -i "cuda\|error" | head -3
+"$BIN/mlc" logits tests/fixtures/models/llama --ids 1,2,3 --device cuda --verbose 2>&1 | grep -i "cuda\|error" | cut -c1-200 | head -3
+fi
+if [ "${VULKAN_TESTS:-0}" != 0 ]; then   # the fixture models on Vulkan too (needs the Vulkan loader)
+  t1=$(date +%s)
+  MLC_TEST_DEVICE=vulkan timeout "${MODELS_TIMEOUT:-3600}" "$BIN/test_models" . >"$OUT/models_vulkan.log" 2>&1 || rc=1
+  head -1 "$OUT/models_vulkan.log"; tail -1 "$OUT/models_vulkan.log"; grep FAIL "$OUT/models_vulkan.log" | head -20
+  echo "vulkan models $(( $(date +%s) - t1 )) s, rc=$rc"
 fi
 if [ "$2" = bench ]; then
   shift 2
@@ -47,15 +56,23 @@ for _ in range(20): b.copy_(a)
 e.record(); torch.cuda.synchronize()
 print('copy bandwidth %.0f GB/s (read+write, 1 GiB buffers)' % (2*20*2**30/(s.elapsed_time(e)/1e3)/1e9))
 " 2>&1 | tail -1 | tee -a "$OUT/bench.log"
-  for spec in "$@"; do   # preset:dtype[:nolanes|:nographs], e.g. llama-1b:f16 llama-1b:f16:nolanes
-    IFS=: read -r p d extra <<<"$spec"
-    dir=/tmp/rand-$p-$d
-    [ -d "$dir" ] || "$BIN/mlc-random-model" --preset "$p" --dtype "$d" -o "$dir" >/dev/null || continue
+  for spec in "$@"; do   # preset[@layers]:scheme[:nolanes|:nographs|:profile][:device], e.g. llama-1b:f16 llama-8b@4:q4f16_1:profile
+    IFS=: read -r p d extra dv <<<"$spec"
+    base=${p%@*}; layers=; [ "$base" != "$p" ] && layers="--layers ${p#*@}"
+    src=/tmp/rand-$p-f16
+    case $d in f32|f16|bf16) src=/tmp/rand-$p-$d ;; esac
+    [ -d "$src" ] || { t0=$(date +%s); "$BIN/mlc-random-model" --preset "$base" $layers --dtype "${src##*-}" -o "$src" >/dev/null || continue;
+                       echo "made $src in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/bench.log"; }
+    dir=$src
+    case $d in f32|f16|bf16) ;; *) dir=/tmp/rand-$p-$d
+      [ -d "$dir" ] || { t0=$(date +%s); "$BIN/mlc" convert "$src" -o "$dir" --quant "$d" --threads 16 >/dev/null || continue;
+                         echo "converted $dir in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/bench.log"; } ;; esac
     echo "== $spec" | tee -a "$OUT/bench.log"
     if [ "$extra" = nolanes ]; then export MLC_NO_LANES=1; else unset MLC_NO_LANES; fi
     if [ "$extra" = nographs ]; then export MLC_CUDA_GRAPHS=0; else unset MLC_CUDA_GRAPHS; fi
-    "$BIN/mlc" bench "$dir" --device cuda ${BENCH_ARGS:---prompt-len 128 --gen-len 32} 2>&1 | tee -a "$OUT/bench.log"
+    if [ "$extra" = profile ]; then export MLC_CUDA_PROFILE=1; else unset MLC_CUDA_PROFILE; fi
+    "$BIN/mlc" bench "$dir" --device "${dv:-cuda}" ${BENCH_ARGS:---prompt-len 128 --gen-len 32} 2>&1 | tee -a "$OUT/bench.log"
   done
-  unset MLC_NO_LANES MLC_CUDA_GRAPHS
+  unset MLC_NO_LANES MLC_CUDA_GRAPHS MLC_CUDA_PROFILE
 fi
 exit $rc

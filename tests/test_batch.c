@@ -25,8 +25,8 @@ static void alone(mlc_model *m, const int32_t *ids, int n, float *out) {
   mlc_seq_free(s);
 }
 
-static void run(const char *dir) {
-  mlc_model_options opt = {.threads = 2, .max_batch = 6, .prefill_chunk = 32, .max_total_tokens = 512};
+static void run(const char *dir, const char *quant) {
+  mlc_model_options opt = {.threads = 2, .max_batch = 6, .prefill_chunk = 32, .max_total_tokens = 512, .quant = quant};
   mlc_model *m;
   if (mlc_model_load(dir, &opt, &m) != MLC_OK) {
     check(false, dir);
@@ -102,8 +102,16 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/tests/fixtures/models/%s", root, models[i]);
-    run(dir);
+    run(dir, NULL);
   }
+  /* rows of 128-element blocks: the CPU repacks 4-bit weights into the interleaved layout, and
+   * the vector tiles read it in place for small steps and dequantize it once per tile for large
+   * ones: both must give a decode alone exactly what it gets in a batched step */
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/tests/fixtures/shapes/llama-k128", root);
+  run(dir, "q4f16_1");
+  run(dir, "q4f32_1");
+  run(dir, "q0f16");
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

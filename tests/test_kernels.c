@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "format/quant.h"
 #include "kernel/lower.h"
 
 #define GUARD 7              /* elements past the end of every output that must stay untouched */
@@ -387,6 +388,57 @@ static void case_matmul(mlc_dtype dt, bool bias, int E, int in_div, float cap, i
 }
 
 /*
+ * 4-bit weights in the interleaved run-time layout (quant.h; the CPU repacks at load): quantized
+ * here with the plain scheme, the reference decoded from the plain layout, the kernel given the
+ * interleaved words. Returns the decoded [n, K] values; adds the words, then (scale_after: later)
+ * the scale buffer.
+ */
+static const float *in_qw_il(tcase *c, mlc_dtype plain, int64_t n, int64_t K, void **scale, size_t *scale_bytes) {
+  const mlc_qscheme *s = mlc_qscheme_of(plain);
+  float *w = rand_f32((size_t)(n * K), 1.0);
+  int64_t W = mlc_q_words(s, K), G = mlc_q_groups(s, K);
+  uint32_t *q = talloc(sizeof(uint32_t) * (size_t)(n * W)), *qi = talloc(sizeof(uint32_t) * (size_t)(n * W));
+  *scale_bytes = mlc_q_scale_size(s) * (size_t)(n * G);
+  *scale = talloc(*scale_bytes);
+  mlc_q_quantize_rows(s, w, K, 0, n, q, *scale);
+  mlc_q_interleave(s, K, 0, n, q, qi);
+  float *dec = talloc(sizeof(float) * (size_t)(n * K));
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t k = 0; k < K; k++)
+      dec[r * K + k] = mlc_q_dequant(s, q, *scale, n, K, r, k);
+  add_buf(c, qi, sizeof(uint32_t) * (size_t)(n * W), MLC_U32);
+  return dec;
+}
+
+/* matmul / gated matmul over interleaved 4-bit weights; R below and above the tiles' deq_il_rows */
+static void case_qmatmul_il(mlc_dtype plain, bool gated, int R, int64_t N, int64_t K) {
+  const mlc_qscheme *si = mlc_q_interleaved_of(mlc_qscheme_of(plain), K);
+  tcase *c = new_case(gated ? MLC_OP_GATED_MATMUL : MLC_OP_MATMUL, "%s w=%s R=%d N=%lld K=%lld",
+                      gated ? "gated_matmul" : "matmul", si->name, R, (long long)N, (long long)K);
+  c->d.var[0] = si->dtype;
+  if (gated)
+    SIZES(c, Z(N), Z(K), Z(1), Z(0), Z(N), Z(K));
+  else
+    SIZES(c, Z(N), Z(K), Z(1), Z(K));
+  c->dyn[0] = R;
+  c->grid = N;
+  int o = out_buf(c, MLC_F32, (size_t)R * N, TOL_T, 0);
+  const float *x = in_f32(c, (size_t)R * K, 1.0);
+  void *s0, *s1 = NULL;
+  size_t b0, b1 = 0;
+  const float *wg = in_qw_il(c, plain, N, K, &s0, &b0), *wu = gated ? in_qw_il(c, plain, N, K, &s1, &b1) : NULL;
+  add_buf(c, s0, b0, si->model_dtype);
+  if (gated)
+    add_buf(c, s1, b1, si->model_dtype);
+  for (int r = 0; r < R; r++)
+    for (int64_t j = 0; j < N; j++) {
+      double g = dotd(x + (size_t)r * K, wg + (size_t)j * K, K);
+      double y = gated ? g / (1 + exp(-g)) * dotd(x + (size_t)r * K, wu + (size_t)j * K, K) : g;
+      expect(c, o, (size_t)r * N + j, y);
+    }
+}
+
+/*
  * act(x Wg^T) * (x Wu^T). fused: the gate_up layout (one weight, per expert [gate F rows; up F
  * rows], up row offset F); else separate Wg, Wu ([E*F, K] with experts). The descriptor is
  * filled as mlc_launch_fill does; the reference follows the graph semantics (the weight's
@@ -675,6 +727,77 @@ static void case_moe_combine(int n, int64_t H, int K) {
     }
 }
 
+/* Group-quantized weights of scheme dt [rows, K] (NK layout): the packed words as a buffer here,
+ * the scales returned for a buffer the caller adds after the kernel's other buffers; returns the
+ * dequantized values (the reference uses them). */
+static const float *in_qw(tcase *c, mlc_dtype dt, int64_t rows, int64_t K, void **scale, size_t *sbytes) {
+  const mlc_qscheme *s = mlc_qscheme_of(dt);
+  float *w = rand_f32((size_t)(rows * K), 1.0);
+  int64_t W = mlc_q_words(s, K), G = mlc_q_groups(s, K);
+  uint32_t *q = talloc(sizeof(uint32_t) * (size_t)(rows * W));
+  *sbytes = mlc_q_scale_size(s) * (size_t)(rows * G);
+  *scale = talloc(*sbytes);
+  mlc_q_quantize_rows(s, w, K, 0, rows, q, *scale);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < K; k++)
+      w[r * K + k] = mlc_q_dequant(s, q, *scale, rows, K, r, k);
+  add_buf(c, q, sizeof(uint32_t) * (size_t)(rows * W), MLC_U32);
+  return w;
+}
+
+/* matmul / gated_matmul with packed weights at the shapes the lanes GEMV takes (lower.c wdot_qlanes) */
+static void case_matmul_q(mlc_dtype dt, bool bias, float cap, int R, int64_t N, int64_t K, int64_t xs) {
+  tcase *c = new_case(MLC_OP_MATMUL, "matmul w=%s bias=%d softcap=%g R=%d N=%lld K=%lld xs=%lld", mlc_dtype_name(dt), bias,
+                      cap, R, (long long)N, (long long)K, (long long)xs);
+  const mlc_qscheme *s = mlc_qscheme_of(dt);
+  c->d.var[0] = dt;
+  c->d.var[1] = bias;
+  c->d.var[3] = cap != 0;
+  SIZES(c, Z(N), Z(K), Z(1), Z(xs));
+  c->d.fv[0] = cap;
+  c->dyn[0] = R;
+  c->grid = N;
+  int o = out_buf(c, MLC_F32, (size_t)R * N, cap != 0 ? TOL_T : TOL, 0);
+  const float *x = in_f32(c, (size_t)(R > 0 ? R : 1) * xs, 1.0);
+  void *sc;
+  size_t sb;
+  const float *w = in_qw(c, dt, N, K, &sc, &sb);
+  const float *bb = bias ? in_w(c, s->model_dtype, (size_t)N, 1.0) : NULL;
+  add_buf(c, sc, sb, s->model_dtype);
+  for (int r = 0; r < R; r++)
+    for (int64_t j = 0; j < N; j++) {
+      double y = dotd(x + (size_t)r * xs, w + (size_t)j * K, K);
+      if (bias)
+        y += bb[j];
+      if (cap != 0)
+        y = tanh(y / cap) * cap;
+      expect(c, o, (size_t)r * N + j, y);
+    }
+}
+static void case_gated_q(mlc_dtype dt, int actk, int R, int64_t F, int64_t K, int64_t xs) {
+  tcase *c = new_case(MLC_OP_GATED_MATMUL, "gated_matmul w=%s act=%s separate R=%d F=%lld K=%lld xs=%lld",
+                      mlc_dtype_name(dt), act_name(actk), R, (long long)F, (long long)K, (long long)xs);
+  const mlc_qscheme *s = mlc_qscheme_of(dt);
+  c->d.var[0] = dt;
+  c->d.var[1] = actk;
+  SIZES(c, Z(F), Z(K), Z(1), Z(0), Z(F), Z(xs));
+  c->dyn[0] = R;
+  c->grid = F;
+  int o = out_buf(c, MLC_F32, (size_t)R * F, TOL_T, 0);
+  const float *x = in_f32(c, (size_t)R * xs, 1.5);
+  void *sg, *su;
+  size_t bg, bu;
+  const float *wg = in_qw(c, dt, F, K, &sg, &bg), *wu = in_qw(c, dt, F, K, &su, &bu);
+  add_buf(c, sg, bg, s->model_dtype);
+  add_buf(c, su, bu, s->model_dtype);
+  for (int r = 0; r < R; r++)
+    for (int64_t j = 0; j < F; j++) {
+      const float *xr = x + (size_t)r * xs;
+      double g = dotd(xr, wg + (size_t)j * K, K), u = dotd(xr, wu + (size_t)j * K, K);
+      expect(c, o, (size_t)r * F + j, act_ref(actk, g) * u);
+    }
+}
+
 static void build_cases(void) {
   const mlc_dtype DT[3] = {MLC_F32, MLC_F16, MLC_BF16};
   /* embed */
@@ -696,6 +819,13 @@ static void build_cases(void) {
   case_add(1, 13);
   /* matmul: dtypes, bias, experts (in_div > 1: gate/up of expert rows, 1: down), softcap, tails */
   case_matmul(MLC_F32, false, 0, 0, 0, 5, 13, 37, 37);
+  /* interleaved 4-bit: single rows, a tile and a tail, the dequantize-once path (R >= 8),
+   * partial column tiles (N % 4) */
+  case_qmatmul_il(MLC_Q4F16_1, false, 1, 6, 256);
+  case_qmatmul_il(MLC_Q4F16_1, false, 5, 9, 128);
+  case_qmatmul_il(MLC_Q4F32_1, false, 9, 8, 384);
+  case_qmatmul_il(MLC_Q4F16_1, true, 1, 5, 128);
+  case_qmatmul_il(MLC_Q4F16_1, true, 10, 6, 256);
   case_matmul(MLC_F16, true, 0, 0, 0, 1, 7, 53, 53);
   case_matmul(MLC_BF16, true, 0, 0, 0.9f, 5, 11, 48, 60);
   case_matmul(MLC_F32, false, 0, 0, 2.0f, 5, 10, 30, 30);
@@ -754,6 +884,16 @@ static void build_cases(void) {
   case_moe_combine(5, 37, 2);
   case_moe_combine(1, 16, 4);
   case_moe_combine(5, 9, 1);
+  /* packed weights at the shapes of the GPU lanes GEMV (lower.c wdot_qlanes; CUDA: 8 lanes an
+   * output, 4 outputs a warp; N not a multiple of 4 leaves a warp's last outputs past the range;
+   * xs odd: unaligned x rows) */
+  case_matmul_q(MLC_Q4F16_1, false, 0, 1, 67, 512, 512);
+  case_matmul_q(MLC_Q4F16_1, true, 0, 3, 40, 1024, 1027);
+  case_matmul_q(MLC_Q4F16_1, false, 30.0f, 2, 33, 2048, 2048);
+  case_matmul_q(MLC_Q4F32_1, true, 0, 1, 16, 256, 256);
+  case_matmul_q(MLC_Q8F16_1, false, 0, 2, 21, 512, 512);
+  case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 1, 45, 1024, 1024);
+  case_gated_q(MLC_Q4F16_1, MLC_KACT_GELU_TANH, 3, 16, 768, 771);
 
   /* every other structural variant (generic kernel) of the multi-variant ops, small odd sizes */
   for (int dt = 0; dt < 3; dt++)

@@ -24,6 +24,10 @@ typedef enum mlc_dtype {
   MLC_Q3F16_1 = 10, /* MLC q3f16_1: NK, 10 x 3 bits/word, group 40, offset 3, f16 scales */
   MLC_Q4F16_0 = 11, /* MLC q4f16_0: KN (words [K/8, N], scales [K/32, N]) */
   MLC_Q8F16_1 = 12, /* ours: NK, 4 bytes/word, group 32, offset 127, f16 scales */
+  /* Run-time layouts, never in files: q4f16_1 / q4f32_1 words interleaved within each block of
+   * 128 elements of a row for 16-lane vectors (quant.h, mlc_q_interleave; the CPU repacks at load) */
+  MLC_Q4F16_1I = 13,
+  MLC_Q4F32_1I = 14,
   MLC_DTYPE_COUNT
 } mlc_dtype;
 size_t mlc_dtype_size(mlc_dtype t);

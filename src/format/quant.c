@@ -5,20 +5,23 @@
 #include <string.h>
 
 static const mlc_qscheme SCHEMES[] = {
-    {"q0f32", MLC_F32, MLC_F32, 0, 0, 0, 0, false},
-    {"q0f16", MLC_F16, MLC_F16, 0, 0, 0, 0, false},
-    {"q0bf16", MLC_BF16, MLC_BF16, 0, 0, 0, 0, false},
-    {"q4f16_1", MLC_Q4F16_1, MLC_F16, 4, 32, 8, 7, false},
-    {"q4f32_1", MLC_Q4F32_1, MLC_F32, 4, 32, 8, 7, false},
-    {"q3f16_1", MLC_Q3F16_1, MLC_F16, 3, 40, 10, 3, false},
-    {"q4f16_0", MLC_Q4F16_0, MLC_F16, 4, 32, 8, 7, true},
-    {"q8f16_1", MLC_Q8F16_1, MLC_F16, 8, 32, 4, 127, false},
+    {"q0f32", MLC_F32, MLC_F32, 0, 0, 0, 0, false, 0},
+    {"q0f16", MLC_F16, MLC_F16, 0, 0, 0, 0, false, 0},
+    {"q0bf16", MLC_BF16, MLC_BF16, 0, 0, 0, 0, false, 0},
+    {"q4f16_1", MLC_Q4F16_1, MLC_F16, 4, 32, 8, 7, false, 0},
+    {"q4f32_1", MLC_Q4F32_1, MLC_F32, 4, 32, 8, 7, false, 0},
+    {"q3f16_1", MLC_Q3F16_1, MLC_F16, 3, 40, 10, 3, false, 0},
+    {"q4f16_0", MLC_Q4F16_0, MLC_F16, 4, 32, 8, 7, true, 0},
+    {"q8f16_1", MLC_Q8F16_1, MLC_F16, 8, 32, 4, 127, false, 0},
+    /* run-time layouts (not selectable by name) */
+    {"q4f16_1i", MLC_Q4F16_1I, MLC_F16, 4, 32, 8, 7, false, 128},
+    {"q4f32_1i", MLC_Q4F32_1I, MLC_F32, 4, 32, 8, 7, false, 128},
 };
 #define NSCHEMES ((int)(sizeof SCHEMES / sizeof SCHEMES[0]))
 
 const mlc_qscheme *mlc_qscheme_find(const char *name) {
   for (int i = 0; name && i < NSCHEMES; i++)
-    if (strcmp(SCHEMES[i].name, name) == 0)
+    if (!SCHEMES[i].il && strcmp(SCHEMES[i].name, name) == 0)
       return &SCHEMES[i];
   return NULL;
 }
@@ -179,10 +182,38 @@ static float scale_at(const mlc_qscheme *s, const void *scale, int64_t i) {
 float mlc_q_dequant(const mlc_qscheme *s, const uint32_t *q, const void *scale, int64_t N, int64_t K, int64_t n,
                     int64_t k) {
   int64_t G = mlc_q_groups(s, K), W = mlc_q_words(s, K);
-  uint32_t word = s->kn ? q[(k / s->per_word) * N + n] : q[n * W + k / s->per_word];
-  uint32_t v = (word >> ((k % s->per_word) * s->bits)) & ((1u << s->bits) - 1u);
+  int64_t wi = k / s->per_word, e = k % s->per_word;
+  if (s->il) { /* block k / 128, lane k % 16, nibble (k % 128) / 16 */
+    wi = k / s->il * (s->il / s->per_word) + k % (s->il / s->per_word);
+    e = k % s->il / (s->il / s->per_word);
+  }
+  uint32_t word = s->kn ? q[wi * N + n] : q[n * W + wi];
+  uint32_t v = (word >> (e * s->bits)) & ((1u << s->bits) - 1u);
   float sc = s->kn ? scale_at(s, scale, (k / s->group) * N + n) : scale_at(s, scale, n * G + k / s->group);
   return (float)((int)v - s->max_int) * sc;
+}
+
+const mlc_qscheme *mlc_q_interleaved_of(const mlc_qscheme *s, int64_t K) {
+  if (!s || s->kn || s->il || s->bits != 4 || s->per_word != 8 || K % 128)
+    return NULL;
+  return mlc_qscheme_of(s->dtype == MLC_Q4F16_1 ? MLC_Q4F16_1I : s->dtype == MLC_Q4F32_1 ? MLC_Q4F32_1I : MLC_DTYPE_COUNT);
+}
+
+void mlc_q_interleave(const mlc_qscheme *s, int64_t K, int64_t r0, int64_t r1, const uint32_t *q, uint32_t *out) {
+  int64_t W = mlc_q_words(s, K);
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t b = 0; b < W; b += 16) {
+      const uint32_t *src = q + r * W + b;
+      uint32_t *dst = out + r * W + b;
+      for (int l = 0; l < 16; l++) {
+        uint32_t w = 0;
+        for (int e = 0; e < 8; e++) {
+          int k = 16 * e + l; /* element of the block: word k / 8, nibble k % 8 of the plain layout */
+          w |= ((src[k / 8] >> (4 * (k % 8))) & 15u) << (4 * e);
+        }
+        dst[l] = w;
+      }
+    }
 }
 
 void mlc_q_to_kn(const mlc_qscheme *s, int64_t N, int64_t K, const uint32_t *q, const void *scale, uint32_t *qt,

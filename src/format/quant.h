@@ -31,6 +31,7 @@ typedef struct mlc_qscheme {
   int per_word;          /* elements per uint32 */
   int max_int;           /* offset: 7 (int4), 3 (int3), 127 (int8) */
   bool kn;               /* transposed (KN) layout for linear weights */
+  int il;                /* run-time interleaved layout (MLC_Q4F16_1I): elements per block, else 0 */
 } mlc_qscheme;
 
 /* NULL if unknown (no error set). */
@@ -65,6 +66,16 @@ void mlc_q_quantize_rows(const mlc_qscheme *s, const float *w, int64_t K, int64_
  * (q - max_int) * scale, exact). */
 float mlc_q_dequant(const mlc_qscheme *s, const uint32_t *q, const void *scale, int64_t N, int64_t K, int64_t n,
                     int64_t k);
+/*
+ * The interleaved layout (schemes with il = 128, 4-bit: 16 words a block): within each block of
+ * 128 elements of a row, word l holds elements l, 16 + l, ..., 112 + l (nibble e = element
+ * 16e + l), so the words of a block loaded as 16 vector lanes and shifted by 4e give elements
+ * 16e .. 16e + 15 in order, all of one group (16e / 32). Scales are unchanged. Needs K % 128 == 0.
+ * mlc_q_interleave rewrites rows of the plain layout (s: the plain scheme) into it; returns the
+ * interleaved scheme, or NULL when the scheme or K does not allow it.
+ */
+const mlc_qscheme *mlc_q_interleaved_of(const mlc_qscheme *s, int64_t K);
+void mlc_q_interleave(const mlc_qscheme *s, int64_t K, int64_t r0, int64_t r1, const uint32_t *q, uint32_t *out);
 /* Transposes NK arrays into KN (q4f16_0): words [N, W] -> [W, N], scales [N, G] -> [G, N]. */
 void mlc_q_to_kn(const mlc_qscheme *s, int64_t N, int64_t K, const uint32_t *q, const void *scale, uint32_t *qt,
                  void *scalet);

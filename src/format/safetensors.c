@@ -24,7 +24,8 @@ static const struct {
     /* packed group-quantized weights: no safetensors name, no per-element size */
     [MLC_Q4F16_1] = {NULL, "q4f16_1", 0}, [MLC_Q4F32_1] = {NULL, "q4f32_1", 0},
     [MLC_Q3F16_1] = {NULL, "q3f16_1", 0}, [MLC_Q4F16_0] = {NULL, "q4f16_0", 0},
-    [MLC_Q8F16_1] = {NULL, "q8f16_1", 0},
+    [MLC_Q8F16_1] = {NULL, "q8f16_1", 0}, [MLC_Q4F16_1I] = {NULL, "q4f16_1i", 0},
+    [MLC_Q4F32_1I] = {NULL, "q4f32_1i", 0},
 };
 
 /* dtypes that safetensors defines but this build cannot read. */

@@ -177,7 +177,9 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
   if (!logic)
     MLC_ASSERT(a->type == b->type);
   if (op == KIR_SHR || op == KIR_BITAND)
-    MLC_ASSERT(a->type == KIR_I64);
+    MLC_ASSERT(a->type == KIR_I64 || a->type == KIR_VI32);
+  if (a->type == KIR_VF32 || a->type == KIR_VI32) /* vectors: + - * (and >> & on VI32) */
+    MLC_ASSERT(op == KIR_ADD || op == KIR_SUB || op == KIR_MUL || op == KIR_SHR || op == KIR_BITAND);
   kir_type t = (cmp || logic) ? KIR_BOOL : a->type;
   /* constant folding */
   if (a->op == KIR_CONST && b->op == KIR_CONST && a->type == KIR_I64) {
@@ -233,8 +235,9 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
 
 kir_node *kir_un(kir_kernel *k, kir_op op, kir_node *a) {
   kir_type t = a->type;
+  MLC_ASSERT((t != KIR_VF32 && t != KIR_VI32) || (op == KIR_TOF && t == KIR_VI32)); /* vectors: VI32 -> VF32 only */
   if (op == KIR_TOF)
-    t = KIR_F32;
+    t = a->type == KIR_VI32 ? KIR_VF32 : KIR_F32;
   else if (op == KIR_TOI)
     t = KIR_I64;
   else if (op == KIR_NOT)
@@ -291,9 +294,41 @@ kir_node *kir_lane(kir_kernel *k) {
   kir_node t = {.op = KIR_LANE, .type = KIR_I64};
   return intern(k, &t);
 }
+kir_node *kir_lane_red(kir_kernel *k, kir_op op, kir_node *a, int64_t mode) {
+  MLC_ASSERT((op == KIR_LANE_SUM || op == KIR_LANE_XRED) && a->type == KIR_F32);
+  kir_node t = {.op = op, .type = KIR_F32, .i = mode, .src = {a}};
+  return intern(k, &t);
+}
 kir_node *kir_vload(kir_kernel *k, int local, int buf, kir_node *idx) {
   MLC_ASSERT(local >= 0 && local < k->nbuf && k->bufs[local].local && buf >= 0 && buf < k->nbuf && !k->bufs[buf].local);
   kir_node t = {.op = KIR_VLOAD, .a = buf, .i = local, .src = {idx}};
+  return stmt(k, &t);
+}
+
+kir_node *kir_gcnt(kir_kernel *k) {
+  kir_node t = {.op = KIR_GCNT, .type = KIR_I64};
+  return intern(k, &t);
+}
+kir_node *kir_vld(kir_kernel *k, int buf, kir_node *idx) {
+  MLC_ASSERT(buf >= 0 && buf < k->nbuf && idx->type == KIR_I64);
+  mlc_dtype dt = k->bufs[buf].dtype;
+  MLC_ASSERT(dt == MLC_F32 || dt == MLC_F16 || dt == MLC_BF16 || dt == MLC_U32 || dt == MLC_I32);
+  kir_node n = {.op = KIR_VLD, .type = dt == MLC_U32 || dt == MLC_I32 ? KIR_VI32 : KIR_VF32, .a = buf, .src = {idx}};
+  return intern(k, &n);
+}
+kir_node *kir_vbcast(kir_kernel *k, kir_node *x) {
+  MLC_ASSERT(x->type == KIR_F32 || x->type == KIR_I64);
+  kir_node n = {.op = KIR_VBCAST, .type = x->type == KIR_F32 ? KIR_VF32 : KIR_VI32, .src = {x}};
+  return intern(k, &n);
+}
+kir_node *kir_vsum(kir_kernel *k, kir_node *v) {
+  MLC_ASSERT(v->type == KIR_VF32);
+  kir_node n = {.op = KIR_VSUM, .type = KIR_F32, .src = {v}};
+  return intern(k, &n);
+}
+kir_node *kir_vstore(kir_kernel *k, int buf, kir_node *idx, kir_node *v) {
+  MLC_ASSERT(buf >= 0 && buf < k->nbuf && k->bufs[buf].write && k->bufs[buf].dtype == MLC_F32 && v->type == KIR_VF32);
+  kir_node t = {.op = KIR_VSTORE, .a = buf, .src = {idx, v}};
   return stmt(k, &t);
 }
 

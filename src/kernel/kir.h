@@ -20,7 +20,10 @@
 
 #include "format/format.h"
 
-typedef enum kir_type { KIR_F32 = 0, KIR_I64 = 1, KIR_BOOL = 2 } kir_type;
+/* KIR_VF32 / KIR_VI32: vectors of KIR_VW f32 / i32 lanes (C target: GCC vector extensions, which
+ * every C compiler we use lowers to the host's SIMD width; docs/compiler.md "Vectors") */
+typedef enum kir_type { KIR_F32 = 0, KIR_I64 = 1, KIR_BOOL = 2, KIR_VF32 = 3, KIR_VI32 = 4 } kir_type;
+#define KIR_VW 16
 
 typedef enum kir_op {
   /* leaves */
@@ -30,13 +33,17 @@ typedef enum kir_op {
   KIR_VAR,    /* variable a (loop variable, local scalar, or the grid index 0) */
   KIR_LOAD,   /* buffer a [src0]; float element types load as f32, integer ones as i64 */
   KIR_LANE,   /* i64: this invocation's lane in [0, kernel lanes) (docs/backends.md) */
+  KIR_GCNT,   /* i64 (C): indices this iteration of the range loop covers, min(grid_step, g1 - g) */
   /* binary */
   KIR_ADD, KIR_SUB, KIR_MUL, KIR_DIV, KIR_MOD, KIR_MAX, KIR_MIN,
   KIR_LT, KIR_LE, KIR_EQ, KIR_NE, KIR_AND, KIR_OR,
   KIR_SHR, KIR_BITAND, /* integer: a >> b (b < 32, a >= 0), a & b (packed quantized weights) */
   /* unary */
   KIR_NEG, KIR_EXP, KIR_LOG, KIR_SQRT, KIR_TANH, KIR_ABS, KIR_ERF, KIR_COS, KIR_SIN, KIR_TOF, KIR_TOI, KIR_NOT,
-  KIR_LANE_SUM, /* f32: the sum of src0 over the lanes of this parallel index, on every lane */
+  KIR_LANE_SUM, /* f32: the sum of src0 over the lanes of this parallel index, on every lane (i = 32:
+                 * over this lane's warp only, in kernels whose lanes are several warps) */
+  KIR_LANE_XRED, /* f32, kernels whose lanes are several warps: over the warps, of the lanes with this
+                  * lane's index within its warp; i = 0 sum, 1 max (kir_lane_red) */
   /* ternary */
   KIR_SELECT, /* src0 ? src1 : src2 */
   /* statements */
@@ -47,6 +54,11 @@ typedef enum kir_op {
   KIR_STORE,  /* buffer a [src0] = src1 */
   KIR_IF,     /* if src0 then src1 (else src2 if not NULL) */
   KIR_VLOAD,  /* local array i [0..len) = buffer a [src0 ..], src0 a multiple of len (one wide load) */
+  /* vectors (C target): */
+  KIR_VLD,    /* expr: KIR_VW consecutive elements of buffer a from [src0] (f32/f16/bf16 -> VF32, 32-bit ints -> VI32) */
+  KIR_VBCAST, /* expr: src0 (f32 or i64) in every lane */
+  KIR_VSUM,   /* expr: f32, the lanes of src0 summed in one fixed order (pairwise halving) */
+  KIR_VSTORE, /* stmt: f32 buffer a [src0 .. src0 + KIR_VW) = src1 */
   KIR_OP_COUNT
 } kir_op;
 
@@ -70,7 +82,7 @@ struct kir_node {
 };
 
 #define KIR_MAX_BUFS 16
-#define KIR_MAX_VARS 128
+#define KIR_MAX_VARS 512
 #define KIR_MAX_PARAMS 24
 
 typedef struct kir_buf {
@@ -98,6 +110,8 @@ typedef struct kir_kernel {
   int nnodes;
   int block;       /* GPU languages: threads per block (0: the renderer's default) */
   int lanes;       /* invocations cooperating on one parallel index (0 or 1: one); KIR_LANE, KIR_LANE_SUM */
+  bool idx32;      /* every integer value of the body fits in 32 bits: CUDA renders them as int (schedules set it) */
+  int grid_step;   /* C: the range loop steps by this many indices (0/1: one); KIR_GCNT says how many remain */
 } kir_kernel;
 
 kir_kernel *kir_new(const char *name);
@@ -133,7 +147,17 @@ kir_node *kir_store(kir_kernel *k, int buf, kir_node *idx, kir_node *val);
 kir_node *kir_if(kir_kernel *k, kir_node *c, kir_node *then_, kir_node *else_);
 /* lanes (k->lanes > 1): the lane index; local array `local` = buf[idx .. idx + its length) */
 kir_node *kir_lane(kir_kernel *k);
+/* KIR_LANE_SUM / KIR_LANE_XRED with their mode i (see the enum) */
+kir_node *kir_lane_red(kir_kernel *k, kir_op op, kir_node *a, int64_t mode);
+/* C, kernels with grid_step > 1: the indices [g, g + gcnt) this iteration covers */
+kir_node *kir_gcnt(kir_kernel *k);
 kir_node *kir_vload(kir_kernel *k, int local, int buf, kir_node *idx);
+/* vectors (C target only): load, broadcast, horizontal sum, store. Arithmetic (kir_bin: + - * max
+ * min, and >> & on VI32) and KIR_TOF (VI32 -> VF32) take vectors as they take scalars. */
+kir_node *kir_vld(kir_kernel *k, int buf, kir_node *idx);
+kir_node *kir_vbcast(kir_kernel *k, kir_node *x);
+kir_node *kir_vsum(kir_kernel *k, kir_node *v);
+kir_node *kir_vstore(kir_kernel *k, int buf, kir_node *idx, kir_node *v);
 
 /* A statement-list builder. */
 typedef struct kir_block {

@@ -15,11 +15,15 @@
 #include "format/quant.h"
 #include <string.h>
 
-static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16};
-static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32}; /* lanes: a workgroup per output (render.c) */
-static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32};
+static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16, .vec = KIR_VW, .tile_rows = 4, .tile_cols = 4,
+                                     .deq_il_rows = 8};
+static const mlc_tunables TUNE_OPENCL = {.dot_lanes = 16, .unroll_max = 16};
+static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32}; /* lanes: a workgroup per output (render.c) */
+/* qlanes 8: four outputs of a packed-weight GEMV per warp, sharing each x load */
+static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32, .qlanes = 8,
+                                        .row_block = 256, .attn_warps = 8}; /* row_block: norms, embed, add */
 const mlc_tunables *mlc_tunables_for(kir_lang lang) {
-  return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : &TUNE_C;
+  return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : lang == KIR_LANG_OPENCL ? &TUNE_OPENCL : &TUNE_C;
 }
 
 /* ---- helpers ---- */
@@ -131,8 +135,14 @@ static kir_node *wload(lctx *c, const wsrc *w, kir_node *row, kir_node *k) {
   if (!w->q)
     return LD(w->buf, ADD(MUL(row, w->K), k));
   int pw = w->q->per_word;
-  kir_node *word = LD(w->buf, qword_idx(c, w, row, DIV(k, I(c, pw))));
-  return MUL(qvalue(c, w, word, MOD(k, I(c, pw))), LD(w->sbuf, qscale_idx(c, w, row, k)));
+  kir_node *wi = DIV(k, I(c, pw)), *e = MOD(k, I(c, pw));
+  if (w->q->il) { /* interleaved blocks (quant.h): word (k / il) * wpb + k % wpb, nibble (k % il) / wpb */
+    kir_node *wpb = I(c, w->q->il / pw);
+    wi = ADD(MUL(DIV(k, I(c, w->q->il)), wpb), MOD(k, wpb));
+    e = DIV(MOD(k, I(c, w->q->il)), wpb);
+  }
+  kir_node *word = LD(w->buf, qword_idx(c, w, row, wi));
+  return MUL(qvalue(c, w, word, e), LD(w->sbuf, qscale_idx(c, w, row, k)));
 }
 
 /*
@@ -144,6 +154,15 @@ static int wdot(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X, ki
   if (!w->q)
     return dot(c, blk, w->buf, MUL(row, w->K), X, xbase, K, tag);
   kir_kernel *k = c->k;
+  if (w->q->il) { /* interleaved words (the C tiles read them; here: generic and expert kernels) */
+    char nm[24];
+    snprintf(nm, sizeof nm, "s_%s", tag);
+    int res = kir_var(k, nm, KIR_F32), t = kir_var(k, "kt", KIR_I64);
+    kir_push(blk, kir_local(k, res, F(c, 0)));
+    kir_push(blk, kir_for(k, t, I(c, 0), K, KIR_LOOP_SERIAL,
+                          kir_assign(k, res, ADD(V(res), MUL(wload(c, w, row, V(t)), LD(X, ADD(xbase, V(t))))))));
+    return res;
+  }
   int pw = w->q->per_word;
   char nm[24];
   snprintf(nm, sizeof nm, "acc_%s", tag);
@@ -216,10 +235,118 @@ static int wdot_lanes(lctx *c, kir_block *blk, const wsrc *w, int n, kir_node *r
   kir_push(blk, kir_local(k, res, kir_un(k, KIR_LANE_SUM, V(acc))));
   return res;
 }
+/*
+ * GEMV with lanes over packed group-quantized words (CUDA, GLSL; docs/backends.md): `qlanes`
+ * invocations per output (CUDA 8, so the four outputs of a warp share every x load; GLSL 32), lane
+ * l taking words l, l + L, l + 2L, ... of the row (coalesced), U words a trip; per word its group's
+ * scale, its per_word x values by 16-byte loads (KIR_VLOAD of 4 f32), the dequantized dot, then
+ * one multiply by the scale. nw (1 or 2) weights share the x loads (gate and up). Taken by
+ * specialised kernels of NK schemes with per_word a multiple of 4, whole words per group, K a
+ * multiple of the group and the words of a row a multiple of L; 0 otherwise.
+ */
+static int qlane_ok(lctx *c, const wsrc *w, kir_node *N) {
+  if (c->tu->qlanes <= 1 || c->d->generic || !w->q || w->q->kn || w->q->il || w->K->op != KIR_CONST || getenv("MLC_NO_LANES"))
+    return 0;
+  const mlc_qscheme *q = w->q;
+  if (q->per_word % 4 || q->group % q->per_word || w->K->i % q->group)
+    return 0;
+  /* fewer outputs: more lanes each (a warp, then a block where the language has blocks:
+   * row_block), so that about 4096 warps stream the matrix; more outputs: `qlanes`, whose outputs
+   * share the x loads */
+  int L = c->tu->qlanes, Lmax = c->tu->row_block > 32 ? c->tu->row_block : 32;
+  while (L < Lmax && N->op == KIR_CONST && N->i * L / 32 < 4096)
+    L *= 2;
+  const char *fl = getenv("MLC_QLANES"); /* experiments: force the lanes per output (2..256) */
+  if (fl && atoi(fl) >= 2 && atoi(fl) <= 256 && !(atoi(fl) & (atoi(fl) - 1)))
+    L = atoi(fl);
+  int64_t words = w->K->i / q->per_word;
+  while (L > c->tu->qlanes && words % L)
+    L /= 2;
+  return words % L == 0 ? L : 0;
+}
+/* a local array of the kernel by name, declared on first use (schedules that share one) */
+static int local_named(lctx *c, const char *name, int64_t len) {
+  for (int i = 0; i < c->k->nbuf; i++)
+    if (c->k->bufs[i].local && !strcmp(c->k->bufs[i].name, name))
+      return i;
+  return kir_buf_local(c->k, name, MLC_F32, len);
+}
+static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *rows, int nw, int L, int X,
+                        kir_node *xbase, int *res) {
+  kir_kernel *k = c->k;
+  const mlc_qscheme *q = ws[0]->q;
+  int pw = q->per_word, wpg = q->group / pw;
+  int64_t words = ws[0]->K->i / pw;
+  int U = words % (L * 4) == 0 ? 4 : words % (L * 2) == 0 ? 2 : 1;
+  const char *fu = getenv("MLC_QWORDS"); /* experiments: words a lane loads per trip (1, 2, 4) */
+  if (fu && (atoi(fu) == 1 || atoi(fu) == 2 || atoi(fu) == 4) && words % (L * atoi(fu)) == 0)
+    U = atoi(fu);
+  k->lanes = L;
+  if (L > 32) /* a block per output: lane sums through shared memory */
+    k->block = L;
+  int acc[2];
+  for (int i = 0; i < nw; i++) {
+    acc[i] = kir_var(k, "qa", KIR_F32);
+    kir_push(blk, kir_local(k, acc[i], F(c, 0)));
+  }
+  int t = kir_var(k, "qt", KIR_I64);
+  kir_block body = {0};
+  /* every load of the trip first (x slices, words, scales), then the arithmetic: the loads of
+   * all U words are in flight together */
+  int xv[4][8], wv[4][2], sv[4][2];
+  for (int u = 0; u < U; u++) {
+    kir_node *wi = ADD(MUL(ADD(MUL(V(t), I(c, U)), I(c, u)), I(c, L)), kir_lane(k));
+    for (int i = 0; i < nw; i++) {
+      const wsrc *w = ws[i];
+      wv[u][i] = kir_var(k, "qw", KIR_I64);
+      kir_push(&body, kir_local(k, wv[u][i], LD(w->buf, ADD(MUL(rows[i], I(c, words)), wi))));
+      sv[u][i] = kir_var(k, "qsc", KIR_F32);
+      kir_push(&body, kir_local(k, sv[u][i], LD(w->sbuf, ADD(MUL(rows[i], I(c, words / wpg)), DIV(wi, I(c, wpg))))));
+    }
+    for (int h = 0; h < pw / 4 && h < 8; h++) {
+      char nm[24];
+      snprintf(nm, sizeof nm, "qx%d_%d", u, h);
+      xv[u][h] = local_named(c, nm, 4);
+      kir_push(&body, kir_vload(k, xv[u][h], X, ADD(xbase, ADD(MUL(wi, I(c, pw)), I(c, 4 * h)))));
+    }
+  }
+  for (int u = 0; u < U; u++)
+    for (int i = 0; i < nw; i++) {
+      const wsrc *w = ws[i];
+      kir_node *dot = NULL;
+      for (int e = 0; e < pw; e++) {
+        kir_node *term = MUL(qvalue(c, w, V(wv[u][i]), I(c, e)), LD(xv[u][e / 4], I(c, e % 4)));
+        dot = dot ? ADD(dot, term) : term;
+      }
+      kir_push(&body, kir_assign(k, acc[i], ADD(V(acc[i]), MUL(dot, V(sv[u][i])))));
+    }
+  int64_t trips = words / (L * U);
+  /* rolled beyond 2 trips: more warps resident rather than more loads in flight per warp */
+  kir_push(blk, kir_for(k, t, I(c, 0), I(c, trips), trips <= 2 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL,
+                        kir_block_done(k, &body)));
+  for (int i = 0; i < nw; i++) {
+    res[i] = kir_var(k, "qs", KIR_F32);
+    kir_push(blk, kir_local(k, res[i], kir_un(k, KIR_LANE_SUM, V(acc[i]))));
+  }
+}
+/* A GEMV kernel with lanes whose every index fits in 32 bits (weight rows x K, and a step of up to
+ * 16384 rows of x and of the output): integer arithmetic in 32 bits (kir_kernel.idx32; CUDA renders
+ * int instead of long long: about half the index instructions). $MLC_NO_IDX32 turns it off. */
+static void gemv_idx32(lctx *c, int64_t wrows, int64_t K, int64_t N, int64_t xs) {
+  const int64_t lim = (int64_t)1 << 31, rmax = 16384;
+  if (c->k->lanes > 1 && !c->d->generic && wrows > 0 && wrows * K < lim && rmax * N < lim && rmax * xs < lim &&
+      !getenv("MLC_NO_IDX32"))
+    c->k->idx32 = true;
+}
 /* wdot, with lanes where the schedule allows */
 static int wdot_any(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X, kir_node *xbase, kir_node *K,
                     const char *tag) {
-  int n = lane_slice(c, w);
+  int n = lane_slice(c, w), L = n ? 0 : qlane_ok(c, w, SZ(c, 0));
+  if (L) {
+    int res;
+    wdot_qlanes(c, blk, &w, &row, 1, L, X, xbase, &res);
+    return res;
+  }
   return n ? wdot_lanes(c, blk, w, n, row, X, xbase, tag) : wdot(c, blk, w, row, X, xbase, K, tag);
 }
 /* a store that one lane makes when the kernel uses lanes */
@@ -242,6 +369,19 @@ static bool row_lanes(lctx *c, const int64_t *n, int cnt) {
   c->k->lanes = c->tu->lanes;
   return true;
 }
+/* row_lanes with a whole block per row where the language has one (CUDA: `row_block` threads,
+ * the lane sums through shared memory; render.c): rows too long for one warp (norms, embed, add) */
+static bool row_block(lctx *c, const int64_t *n, int cnt) {
+  int B = c->tu->row_block;
+  bool ok = B > 32 && !c->d->generic && !getenv("MLC_NO_LANES");
+  for (int i = 0; ok && i < cnt; i++)
+    ok = n[i] > 0 && n[i] % B == 0;
+  if (!ok)
+    return row_lanes(c, n, cnt);
+  c->k->lanes = B;
+  c->k->block = B;
+  return true;
+}
 /* for var in [0, n): body, split over the lanes when the kernel has them */
 static kir_node *lfor(lctx *c, int var, kir_node *n, kir_node *body) {
   kir_kernel *k = c->k;
@@ -251,7 +391,7 @@ static kir_node *lfor(lctx *c, int var, kir_node *n, kir_node *body) {
   int t = kir_var(k, "lt", KIR_I64);
   kir_node *items[2] = {kir_local(k, var, ADD(MUL(V(t), I(c, k->lanes)), kir_lane(k))), body};
   int64_t trips = n->i / k->lanes;
-  return kir_for(k, t, I(c, 0), I(c, trips), trips <= 8 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL, kir_seq(k, items, 2));
+  return kir_for(k, t, I(c, 0), I(c, trips), trips <= 16 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL, kir_seq(k, items, 2));
 }
 
 static kir_node *act(lctx *c, int kind, kir_node *x) {
@@ -272,6 +412,279 @@ static kir_node *softcap(lctx *c, kir_node *x, kir_node *cap) {
   return MUL(kir_un(c->k, KIR_TANH, DIV(x, cap)), cap);
 }
 
+/*
+ * Register-blocked tiles (the C target, tunables `vec`; docs/compiler.md "Vectors and tiles").
+ * Every output (r, j) is the dot of x row r with one weight row, computed the same way whatever
+ * tile it falls in: KIR_VW-lane partial sums over K in order, summed by KIR_VSUM, then a scalar
+ * tail for K % KIR_VW. So a step's results do not depend on how many rows it has or on how the
+ * range is split across threads (batch invariance, tests/test_batch.c). A tile keeps `nr` rows
+ * of x and `nw` weight rows in vector registers: nr * nw accumulators, nr + nw loads per
+ * nr * nw fused multiply-adds. Packed weights are dequantized once per tile into a local f32
+ * array (reused by every row of the step), float weights are read in place.
+ */
+#define TILE_MAX 4
+typedef struct trow {
+  int buf;        /* a float buffer (the weight, or the tile's dequantized copy) */
+  kir_node *base; /* the row's first element */
+  const wsrc *il; /* or: interleaved packed weights (quant.h) read in place, row `row` */
+  kir_node *row;
+} trow;
+
+static bool tile_ok(lctx *c, const wsrc *w) {
+  if (!c->tu->vec || c->d->generic || w->K->op != KIR_CONST || getenv("MLC_NO_TILES"))
+    return false;
+  return !w->q || w->q->kn || w->K->i % w->q->per_word == 0;
+}
+
+/* local dst[dbase .. dbase + K) = row `row` of packed weight w, as f32 */
+static void deq_row(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int dst, kir_node *dbase) {
+  kir_kernel *k = c->k;
+  if (w->q->kn || w->q->il) {
+    int i = kir_var(k, "i", KIR_I64);
+    kir_push(blk, kir_for(k, i, I(c, 0), w->K, KIR_LOOP_VECTOR, kir_store(k, dst, ADD(dbase, V(i)), wload(c, w, row, V(i)))));
+    return;
+  }
+  int pw = w->q->per_word;
+  int wi = kir_var(k, "wi", KIR_I64), word = kir_var(k, "word", KIR_I64), sc = kir_var(k, "sc", KIR_F32),
+      e = kir_var(k, "e", KIR_I64);
+  kir_block body = {0};
+  kir_push(&body, kir_local(k, word, LD(w->buf, qword_idx(c, w, row, V(wi)))));
+  kir_push(&body, kir_local(k, sc, LD(w->sbuf, qscale_idx(c, w, row, MUL(V(wi), I(c, pw))))));
+  kir_node *st = kir_store(k, dst, ADD(dbase, ADD(MUL(V(wi), I(c, pw)), V(e))), MUL(qvalue(c, w, V(word), V(e)), V(sc)));
+  kir_push(&body, kir_for(k, e, I(c, 0), I(c, pw), KIR_LOOP_VECTOR, st));
+  kir_push(blk, kir_for(k, wi, I(c, 0), DIV(w->K, I(c, pw)), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+}
+
+/* res[i * nw + j] (new f32 vars) = x[xb[i] .. + K) . wr[j] for i < nr, j < nw */
+static void tile_dots(lctx *c, kir_block *blk, int X, kir_node *const *xb, int nr, const trow *wr, int nw, int64_t K,
+                      int *res) {
+  kir_kernel *k = c->k;
+  int acc[TILE_MAX * TILE_MAX];
+  for (int i = 0; i < nr * nw; i++) {
+    acc[i] = kir_var(k, "acc", KIR_VF32);
+    kir_push(blk, kir_local(k, acc[i], kir_vbcast(k, F(c, 0))));
+  }
+  int64_t nk = K / KIR_VW;
+  if (nk > 0) {
+    int kk = kir_var(k, "kk", KIR_I64);
+    kir_node *off = MUL(V(kk), I(c, KIR_VW));
+    kir_block body = {0};
+    int xv[TILE_MAX];
+    for (int i = 0; i < nr; i++) {
+      xv[i] = kir_var(k, "xv", KIR_VF32);
+      kir_push(&body, kir_local(k, xv[i], kir_vld(k, X, ADD(xb[i], off))));
+    }
+    for (int j = 0; j < nw; j++) {
+      int wv = kir_var(k, "wv", KIR_VF32);
+      kir_push(&body, kir_local(k, wv, kir_vld(k, wr[j].buf, ADD(wr[j].base, off))));
+      for (int i = 0; i < nr; i++)
+        kir_push(&body, kir_assign(k, acc[i * nw + j], ADD(V(acc[i * nw + j]), MUL(V(xv[i]), V(wv)))));
+    }
+    kir_push(blk, kir_for(k, kk, I(c, 0), I(c, nk), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+  }
+  for (int i = 0; i < nr * nw; i++) {
+    res[i] = kir_var(k, "s", KIR_F32);
+    kir_push(blk, kir_local(k, res[i], kir_vsum(k, V(acc[i]))));
+  }
+  if (K % KIR_VW) {
+    int t = kir_var(k, "kt", KIR_I64);
+    kir_block body = {0};
+    for (int i = 0; i < nr; i++)
+      for (int j = 0; j < nw; j++)
+        kir_push(&body, kir_assign(k, res[i * nw + j], ADD(V(res[i * nw + j]), MUL(LD(wr[j].buf, ADD(wr[j].base, V(t))),
+                                                                                   LD(X, ADD(xb[i], V(t)))))));
+    kir_push(blk, kir_for(k, t, I(c, nk * KIR_VW), I(c, K), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+  }
+}
+
+/*
+ * tile_dots for interleaved 4-bit weights (quant.h): per block of 128 elements, each weight row's
+ * 16 words are one VI32 load; nibble e of every lane is elements 16e .. 16e + 15 of the block, in
+ * order and of one group, dequantized as (q - max_int) * scale and multiplied with the matching
+ * x vector. Each output: KIR_VW-lane sums over blocks and e in order, then KIR_VSUM.
+ */
+static void tile_dots_il(lctx *c, kir_block *blk, int X, kir_node *const *xb, int nr, const trow *wr, int nw, int64_t K,
+                         int *res) {
+  kir_kernel *k = c->k;
+  const mlc_qscheme *q = wr[0].il->q;
+  int il = q->il, wpb = il / q->per_word, per_lane = il / KIR_VW;
+  MLC_ASSERT(wpb == KIR_VW && K % il == 0);
+  int acc[TILE_MAX * TILE_MAX];
+  for (int i = 0; i < nr * nw; i++) {
+    acc[i] = kir_var(k, "acc", KIR_VF32);
+    kir_push(blk, kir_local(k, acc[i], kir_vbcast(k, F(c, 0))));
+  }
+  int kb = kir_var(k, "kb", KIR_I64);
+  kir_block body = {0};
+  int wv[TILE_MAX];
+  for (int j = 0; j < nw; j++) {
+    wv[j] = kir_var(k, "wq", KIR_VI32);
+    kir_push(&body, kir_local(k, wv[j], kir_vld(k, wr[j].il->buf, qword_idx(c, wr[j].il, wr[j].row, MUL(V(kb), I(c, wpb))))));
+  }
+  kir_node *mask = kir_vbcast(k, I(c, (1 << q->bits) - 1)), *off = kir_vbcast(k, I(c, q->max_int));
+  /* e stays a loop: unrolled, GCC hoists every block's x loads and spills */
+  int e = kir_var(k, "e", KIR_I64);
+  {
+    kir_block eb = {0};
+    kir_node *k0 = ADD(MUL(V(kb), I(c, il)), MUL(V(e), I(c, KIR_VW)));
+    int xv[TILE_MAX];
+    for (int i = 0; i < nr; i++) {
+      xv[i] = kir_var(k, "xv", KIR_VF32);
+      kir_push(&eb, kir_local(k, xv[i], kir_vld(k, X, ADD(xb[i], k0))));
+    }
+    for (int j = 0; j < nw; j++) {
+      kir_node *qv = kir_bin(k, KIR_BITAND, kir_bin(k, KIR_SHR, V(wv[j]), kir_vbcast(k, MUL(V(e), I(c, q->bits)))), mask);
+      kir_node *sc = kir_vbcast(k, LD(wr[j].il->sbuf, qscale_idx(c, wr[j].il, wr[j].row, k0)));
+      int wf = kir_var(k, "wf", KIR_VF32);
+      kir_push(&eb, kir_local(k, wf, MUL(kir_un(k, KIR_TOF, SUB(qv, off)), sc)));
+      for (int i = 0; i < nr; i++)
+        kir_push(&eb, kir_assign(k, acc[i * nw + j], ADD(V(acc[i * nw + j]), MUL(V(xv[i]), V(wf)))));
+    }
+    kir_push(&body, kir_for(k, e, I(c, 0), I(c, per_lane), KIR_LOOP_VECTOR, kir_block_done(k, &eb))); /* rolled */
+  }
+  kir_push(blk, kir_for(k, kb, I(c, 0), I(c, K / il), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+  for (int i = 0; i < nr * nw; i++) {
+    res[i] = kir_var(k, "s", KIR_F32);
+    kir_push(blk, kir_local(k, res[i], kir_vsum(k, V(acc[i]))));
+  }
+}
+
+/* What a column tile computes: `nsrc` weights (1: matmul, 2: gate and up), columns j0 .. j0 + ncol
+ * of each (weight row = roff[s] + column), and the store of each output. */
+typedef struct tile_op {
+  const wsrc *w[2];
+  kir_node *roff[2];
+  int nsrc;
+  int X;
+  kir_node *xs; /* x row stride */
+  int out;
+  kir_node *N;  /* out row stride */
+  int bias;     /* matmul: bias buffer or -1 */
+  bool cap;     /* matmul: softcap */
+  int act;      /* gated: activation kind */
+} tile_op;
+
+static kir_node *tile_out(lctx *c, const tile_op *t, kir_node *r, kir_node *j, const int *s, int col, int ncol) {
+  kir_node *y;
+  if (t->nsrc == 2) {
+    y = MUL(act(c, t->act, V(s[col])), V(s[ncol + col]));
+  } else {
+    y = V(s[col]);
+    if (t->bias >= 0)
+      y = ADD(y, LD(t->bias, j));
+    if (t->cap)
+      y = softcap(c, y, FV(c, 0));
+  }
+  return kir_store(c->k, t->out, ADD(MUL(r, t->N), j), y);
+}
+
+/* rows [r0, r0 + nr) of the columns' outputs */
+static kir_node *tile_rows(lctx *c, const tile_op *t, const trow *wr, int ncol, kir_node *r0, int nr, kir_node *j0) {
+  kir_kernel *k = c->k;
+  kir_block blk = {0};
+  kir_node *xb[TILE_MAX] = {0};
+  for (int i = 0; i < nr; i++)
+    xb[i] = MUL(ADD(r0, I(c, i)), t->xs);
+  int nw = ncol * t->nsrc;
+  int res[TILE_MAX * TILE_MAX];
+  if (wr[0].il)
+    tile_dots_il(c, &blk, t->X, xb, nr, wr, nw, t->w[0]->K->i, res);
+  else
+    tile_dots(c, &blk, t->X, xb, nr, wr, nw, t->w[0]->K->i, res);
+  for (int i = 0; i < nr; i++)
+    for (int j = 0; j < ncol; j++)
+      kir_push(&blk, tile_out(c, t, ADD(r0, I(c, i)), ADD(j0, I(c, j)), res + i * nw, j, ncol));
+  return kir_block_done(k, &blk);
+}
+
+/* every row of the step: tiles of tile_rows rows, then single rows */
+static kir_node *tile_all_rows(lctx *c, const tile_op *t, const trow *wr, int ncol, kir_node *j0) {
+  kir_kernel *k = c->k;
+  kir_block blk = {0};
+  int TR = c->tu->tile_rows;
+  kir_node *R = DYN(c, 0);
+  int rt = kir_var(k, "rt", KIR_I64), r = kir_var(k, "r", KIR_I64);
+  kir_push(&blk, kir_for(k, rt, I(c, 0), DIV(R, I(c, TR)), KIR_LOOP_SERIAL,
+                         tile_rows(c, t, wr, ncol, MUL(V(rt), I(c, TR)), TR, j0)));
+  kir_push(&blk, kir_for(k, r, MUL(DIV(R, I(c, TR)), I(c, TR)), R, KIR_LOOP_SERIAL, tile_rows(c, t, wr, ncol, V(r), 1, j0)));
+  return kir_block_done(k, &blk);
+}
+
+/* local dst[dbase .. dbase + K) = row `row` of interleaved 4-bit weight w, dequantized exactly as
+ * tile_dots_il does in registers */
+static void deq_il(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int dst, kir_node *dbase) {
+  kir_kernel *k = c->k;
+  const mlc_qscheme *q = w->q;
+  int il = q->il, wpb = il / q->per_word;
+  int kb = kir_var(k, "kb", KIR_I64), e = kir_var(k, "e", KIR_I64), wv = kir_var(k, "wq", KIR_VI32);
+  kir_block body = {0}, eb = {0};
+  kir_push(&body, kir_local(k, wv, kir_vld(k, w->buf, qword_idx(c, w, row, MUL(V(kb), I(c, wpb))))));
+  kir_node *k0 = ADD(MUL(V(kb), I(c, il)), MUL(V(e), I(c, KIR_VW)));
+  kir_node *qv = kir_bin(k, KIR_BITAND, kir_bin(k, KIR_SHR, V(wv), kir_vbcast(k, MUL(V(e), I(c, q->bits)))),
+                         kir_vbcast(k, I(c, (1 << q->bits) - 1)));
+  kir_node *sc = kir_vbcast(k, LD(w->sbuf, qscale_idx(c, w, row, k0)));
+  kir_push(&eb, kir_vstore(k, dst, ADD(dbase, k0), MUL(kir_un(k, KIR_TOF, SUB(qv, kir_vbcast(k, I(c, q->max_int)))), sc)));
+  kir_push(&body, kir_for(k, e, I(c, 0), I(c, il / KIR_VW), KIR_LOOP_VECTOR, kir_block_done(k, &eb)));
+  kir_push(blk, kir_for(k, kb, I(c, 0), DIV(w->K, I(c, il)), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+}
+
+/* all rows of the step for columns [j0, j0 + ncol) */
+static kir_node *tile_columns(lctx *c, const tile_op *t, kir_node *j0, int ncol) {
+  kir_kernel *k = c->k;
+  kir_block blk = {0};
+  trow wr[TILE_MAX] = {{0}};
+  int64_t K = t->w[0]->K->i;
+  int nw = 0, deq = -1;
+  for (int s = 0; s < t->nsrc; s++)
+    for (int j = 0; j < ncol; j++, nw++) {
+      const wsrc *w = t->w[s];
+      kir_node *row = ADD(t->roff[s], ADD(j0, I(c, j)));
+      if (!w->q) {
+        wr[nw] = (trow){w->buf, MUL(row, w->K), NULL, NULL};
+        continue;
+      }
+      if (w->q->il) {
+        wr[nw] = (trow){-1, NULL, w, row};
+        continue;
+      }
+      if (deq < 0)
+        deq = kir_buf_local(k, ncol == 1 ? "deq1" : "deq", MLC_F32, (int64_t)ncol * t->nsrc * K);
+      wr[nw] = (trow){deq, I(c, nw * K), NULL, NULL};
+      deq_row(c, &blk, w, row, deq, I(c, nw * K));
+    }
+  if (wr[0].il) {
+    /* interleaved weights: read in place for a few rows (decode); from `deq_il_rows` rows on,
+     * dequantized once into a local f32 copy that every row tile reuses (prefill). Both give
+     * the same values in the same order (tile_dots_il, deq_il), so the choice does not change
+     * results. */
+    kir_block many = {0};
+    trow wf[TILE_MAX];
+    int dl = kir_buf_local(k, ncol == 1 ? "deqi1" : "deqi", MLC_F32, (int64_t)nw * K);
+    for (int j = 0; j < nw; j++) {
+      deq_il(c, &many, wr[j].il, wr[j].row, dl, I(c, j * K));
+      wf[j] = (trow){dl, I(c, j * K), NULL, NULL};
+    }
+    kir_push(&many, tile_all_rows(c, t, wf, ncol, j0));
+    kir_push(&blk, kir_if(k, kir_bin(k, KIR_LT, DYN(c, 0), I(c, c->tu->deq_il_rows)), tile_all_rows(c, t, wr, ncol, j0),
+                          kir_block_done(k, &many)));
+    return kir_block_done(k, &blk);
+  }
+  kir_push(&blk, tile_all_rows(c, t, wr, ncol, j0));
+  return kir_block_done(k, &blk);
+}
+
+/* The kernel body: the range steps `ncol` columns at a time (grid_step); a full step is one
+ * column tile, the range's last partial step goes one column at a time. */
+static void tile_kernel(lctx *c, const tile_op *t) {
+  kir_kernel *k = c->k;
+  int CT = c->tu->tile_cols / t->nsrc;
+  k->grid_step = CT;
+  kir_node *g = kir_grid(k);
+  int jj = kir_var(k, "jj", KIR_I64);
+  kir_node *part = kir_for(k, jj, I(c, 0), kir_gcnt(k), KIR_LOOP_SERIAL, tile_columns(c, t, ADD(g, V(jj)), 1));
+  kir_finish(k, kir_if(k, kir_bin(k, KIR_EQ, kir_gcnt(k), I(c, CT)), tile_columns(c, t, g, CT), part));
+}
+
 /* ---- rules ---- */
 
 /* out[t, :] = table[ids[t], :] * scale.  grid: n */
@@ -282,7 +695,7 @@ static void rule_embed(lctx *c) {
   kir_node *H = SZ(c, 0), *t = kir_grid(k);
   wsrc tab = wsrc_new(c, "table", (mlc_dtype)c->d->var[0], H, SZ(c, 1)); /* [V, H] */
   wsrc_scale(c, &tab, "table_scale");
-  row_lanes(c, &c->d->size[0], 1);
+  row_block(c, &c->d->size[0], 1);
   int i = kir_var(k, "i", KIR_I64);
   kir_node *row = LD(ids, t);
   kir_node *st = kir_store(k, out, ADD(MUL(t, H), V(i)), MUL(wload(c, &tab, row, V(i)), FV(c, 0)));
@@ -310,7 +723,7 @@ static void rule_rmsnorm(lctx *c, bool fused_add) {
   kir_node *groups = DIV(C, D);
   kir_node *r = DIV(g, groups), *grp = MOD(g, groups);
   kir_node *obase = ADD(MUL(r, C), MUL(grp, D));
-  row_lanes(c, &c->d->size[fused_add ? 0 : 1], 1); /* a warp per group: lanes over D */
+  row_block(c, &c->d->size[fused_add ? 0 : 1], 1); /* a block or a warp per group: lanes over D */
   kir_block blk = {0};
   int ss = kir_var(k, "ss", KIR_F32);
   kir_push(&blk, kir_local(k, ss, F(c, 0)));
@@ -345,9 +758,10 @@ static void rule_add(lctx *c) {
   int out = kir_buf_arg(k, "out", MLC_F32, true), a = kir_buf_arg(k, "a", MLC_F32, false),
       b = kir_buf_arg(k, "b", MLC_F32, false);
   kir_node *C = SZ(c, 0), *base = MUL(kir_grid(k), C);
+  row_block(c, &c->d->size[0], 1);
   int i = kir_var(k, "i", KIR_I64);
   kir_node *idx = ADD(base, V(i));
-  kir_finish(k, kir_for(k, i, I(c, 0), C, KIR_LOOP_SERIAL, kir_store(k, out, idx, ADD(LD(a, idx), LD(b, idx)))));
+  kir_finish(k, lfor(c, i, C, kir_store(k, out, idx, ADD(LD(a, idx), LD(b, idx)))));
 }
 
 /* out[r, j] = softcap(x[xrow(r), :] . W[wrow(r, j), :] + bias[j]).  grid: N (one output column
@@ -364,6 +778,11 @@ static void rule_matmul(lctx *c) {
   int bb = bias ? kir_buf_arg(k, "bias", companion_dtype(d->var[0]), false) : -1; /* [N] */
   int ids = expert ? kir_buf_arg(k, "ids", MLC_I32, false) : -1;  /* [R] */
   wsrc_scale(c, &w, "w_scale");
+  if (!expert && tile_ok(c, &w)) {
+    tile_op t = {.w = {&w}, .roff = {I(c, 0)}, .nsrc = 1, .X = x, .xs = xs, .out = out, .N = N, .bias = bb, .cap = cap};
+    tile_kernel(c, &t);
+    return;
+  }
   int r = kir_var(k, "r", KIR_I64);
   kir_node *xrow = expert ? DIV(V(r), SZ(c, 2)) : V(r);
   kir_node *wrow = expert ? ADD(MUL(LD(ids, V(r)), N), j) : j;
@@ -375,6 +794,8 @@ static void rule_matmul(lctx *c) {
   if (cap)
     y = softcap(c, y, FV(c, 0));
   kir_push(&body, lane0(c, kir_store(k, out, ADD(MUL(V(r), N), j), y)));
+  if (!expert)
+    gemv_idx32(c, d->size[0], d->size[1], d->size[0], d->size[3]);
   kir_finish(k, kir_for(k, r, I(c, 0), DYN(c, 0), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
 }
 
@@ -391,14 +812,31 @@ static void rule_gated(lctx *c) {
   int ids = expert ? kir_buf_arg(k, "ids", MLC_I32, false) : -1;
   wsrc_scale(c, &wg, "wg_scale");
   wsrc_scale(c, &wu, "wu_scale");
+  if (!expert && tile_ok(c, &wg) && c->tu->tile_cols % 2 == 0) {
+    tile_op t = {.w = {&wg, &wu}, .roff = {I(c, 0), upoff}, .nsrc = 2, .X = x, .xs = xs, .out = out, .N = Fd, .bias = -1,
+                 .act = d->var[1]};
+    tile_kernel(c, &t);
+    return;
+  }
   kir_node *j = kir_grid(k);
   int r = kir_var(k, "r", KIR_I64);
   kir_node *xrow = expert ? DIV(V(r), SZ(c, 2)) : V(r);
   kir_node *ebase = expert ? MUL(LD(ids, V(r)), rpe) : I(c, 0);
   kir_block body = {0};
-  int sg = wdot_any(c, &body, &wg, ADD(ebase, j), x, MUL(xrow, xs), K, "g");
-  int su = wdot_any(c, &body, &wu, ADD(ADD(ebase, upoff), j), x, MUL(xrow, xs), K, "u");
+  int sg, su, L = qlane_ok(c, &wg, Fd);
+  if (L) { /* gate and up share the x loads */
+    const wsrc *ws[2] = {&wg, &wu};
+    kir_node *rows[2] = {ADD(ebase, j), ADD(ADD(ebase, upoff), j)};
+    int res[2];
+    wdot_qlanes(c, &body, ws, rows, 2, L, x, MUL(xrow, xs), res);
+    sg = res[0], su = res[1];
+  } else {
+    sg = wdot_any(c, &body, &wg, ADD(ebase, j), x, MUL(xrow, xs), K, "g");
+    su = wdot_any(c, &body, &wu, ADD(ADD(ebase, upoff), j), x, MUL(xrow, xs), K, "u");
+  }
   kir_push(&body, lane0(c, kir_store(k, out, ADD(MUL(V(r), Fd), j), MUL(act(c, d->var[1], V(sg)), V(su)))));
+  if (!expert)
+    gemv_idx32(c, d->size[4], d->size[1], d->size[0], d->size[5]);
   kir_finish(k, kir_for(k, r, I(c, 0), DYN(c, 0), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
 }
 
@@ -570,14 +1008,18 @@ static void rule_rope_kv(lctx *c) {
 static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages, int kv) {
   kir_kernel *k = c->k;
   bool cap = c->d->var[0];
-  int L = k->lanes;
+  /* W warps per (token, head) where the language has blocks (CUDA: tunables attn_warps): warp w
+   * takes chunks w, w + W, ... with its own online softmax, combined at the end across the warps
+   * (KIR_LANE_XRED); else one warp (W = 1) */
+  int L = k->lanes > 32 ? 32 : k->lanes, W = k->lanes / L;
   int64_t per = c->d->size[2] / L;
+  kir_node *lw = W > 1 ? MOD(kir_lane(k), I(c, 32)) : kir_lane(k);
   int qv = kir_buf_local(k, "qv", MLC_F32, per), acc = kir_buf_local(k, "o", MLC_F32, per);
   kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4);
   kir_node *g = kir_grid(k), *t = DIV(g, Hq), *h = MOD(g, Hq);
   kir_node *kvh = DIV(h, DIV(Hq, Hkv));
   kir_loop kind = per <= 8 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL;
-#define LDX(j) ADD(MUL(j, I(c, L)), kir_lane(k)) /* the head dim of this lane's j-th element */
+#define LDX(j) ADD(MUL(j, I(c, L)), lw) /* the head dim of this lane's j-th element */
   kir_block blk = {0};
   int i = kir_var(k, "j", KIR_I64);
   kir_block ib = {0};
@@ -591,38 +1033,80 @@ static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages
   int mx = kir_var(k, "mx", KIR_F32), den = kir_var(k, "den", KIR_F32);
   kir_push(&blk, kir_local(k, mx, F(c, -INFINITY)));
   kir_push(&blk, kir_local(k, den, F(c, 0)));
-  int p = kir_var(k, "p", KIR_I64);
+  /* positions in chunks of AU: the chunk's page lookups, K loads and lane sums are independent
+   * (in flight together), then one online-softmax update for the chunk; positions past pend are
+   * clamped to pend (valid loads) and get score -inf (weight 0) */
+  enum { AU = 8 };
+  int cc = kir_var(k, "pcc", KIR_I64), ch = kir_var(k, "pc", KIR_I64);
   kir_block pb = {0};
-  int pg = kir_var(k, "page", KIR_I64);
-  kir_push(&pb, kir_local(k, pg, page_of(c, pages, seq, t, V(p), maxp)));
-  kir_node *slot = MOD(V(p), I(c, MLC_KV_PAGE));
-  int kb = kir_var(k, "kb", KIR_I64), vb = kir_var(k, "vb", KIR_I64);
-  kir_push(&pb, kir_local(k, kb, kv_index(c, V(pg), 0, kvh, slot, Hkv, D)));
-  kir_push(&pb, kir_local(k, vb, kv_index(c, V(pg), 1, kvh, slot, Hkv, D)));
-  int part = kir_var(k, "part", KIR_F32);
-  kir_push(&pb, kir_local(k, part, F(c, 0)));
-  int j1 = kir_var(k, "j", KIR_I64);
-  kir_push(&pb, kir_for(k, j1, I(c, 0), I(c, per), kind,
-                        kir_assign(k, part, ADD(V(part), MUL(LD(qv, V(j1)), LD(kv, ADD(V(kb), LDX(V(j1)))))))));
-  int s = kir_var(k, "s_qk", KIR_F32);
-  kir_push(&pb, kir_local(k, s, kir_un(k, KIR_LANE_SUM, V(part))));
-  kir_node *sv = cap ? softcap(c, V(s), FV(c, 1)) : V(s);
-  int sc = kir_var(k, "sc", KIR_F32);
-  kir_push(&pb, kir_local(k, sc, sv));
+  kir_push(&pb, kir_local(k, ch, W > 1 ? ADD(MUL(V(cc), I(c, W)), DIV(kir_lane(k), I(c, 32))) : V(cc)));
+  int scv[AU], vbv[AU];
+  for (int u = 0; u < AU; u++) {
+    kir_block ub = {0};
+    kir_node *pu = ADD(ADD(V(pbeg), MUL(V(ch), I(c, AU))), I(c, u));
+    int pp = kir_var(k, "pp", KIR_I64);
+    kir_push(&ub, kir_local(k, pp, kir_bin(k, KIR_MIN, pu, V(pend))));
+    int pg = kir_var(k, "page", KIR_I64);
+    kir_push(&ub, kir_local(k, pg, page_of(c, pages, seq, t, V(pp), maxp)));
+    kir_node *slot = MOD(V(pp), I(c, MLC_KV_PAGE));
+    int kb = kir_var(k, "kb", KIR_I64);
+    vbv[u] = kir_var(k, "vb", KIR_I64);
+    kir_push(&ub, kir_local(k, kb, kv_index(c, V(pg), 0, kvh, slot, Hkv, D)));
+    kir_push(&ub, kir_local(k, vbv[u], kv_index(c, V(pg), 1, kvh, slot, Hkv, D)));
+    int part = kir_var(k, "part", KIR_F32);
+    kir_push(&ub, kir_local(k, part, F(c, 0)));
+    int j1 = kir_var(k, "j", KIR_I64);
+    kir_push(&ub, kir_for(k, j1, I(c, 0), I(c, per), kind,
+                          kir_assign(k, part, ADD(V(part), MUL(LD(qv, V(j1)), LD(kv, ADD(V(kb), LDX(V(j1)))))))));
+    int s = kir_var(k, "s_qk", KIR_F32);
+    kir_push(&ub, kir_local(k, s, kir_lane_red(k, KIR_LANE_SUM, V(part), W > 1 ? 32 : 0)));
+    kir_node *sv = cap ? softcap(c, V(s), FV(c, 1)) : V(s);
+    scv[u] = kir_var(k, "sc", KIR_F32);
+    kir_push(&ub, kir_local(k, scv[u], kir_sel(k, kir_bin(k, KIR_LE, pu, V(pend)), sv, F(c, -INFINITY))));
+    kir_push(&pb, kir_block_done(k, &ub));
+  }
   int mn = kir_var(k, "mnew", KIR_F32);
-  kir_push(&pb, kir_local(k, mn, kir_bin(k, KIR_MAX, V(mx), V(sc))));
-  int corr = kir_var(k, "corr", KIR_F32), e = kir_var(k, "e", KIR_F32);
+  kir_node *m = V(mx);
+  for (int u = 0; u < AU; u++)
+    m = kir_bin(k, KIR_MAX, m, V(scv[u]));
+  kir_push(&pb, kir_local(k, mn, m));
+  int corr = kir_var(k, "corr", KIR_F32);
   kir_push(&pb, kir_local(k, corr, kir_un(k, KIR_EXP, SUB(V(mx), V(mn)))));
-  kir_push(&pb, kir_local(k, e, kir_un(k, KIR_EXP, SUB(V(sc), V(mn)))));
-  kir_push(&pb, kir_assign(k, den, ADD(MUL(V(den), V(corr)), V(e))));
+  int ev[AU];
+  kir_node *esum = NULL;
+  for (int u = 0; u < AU; u++) {
+    ev[u] = kir_var(k, "e", KIR_F32);
+    kir_push(&pb, kir_local(k, ev[u], kir_un(k, KIR_EXP, SUB(V(scv[u]), V(mn)))));
+    esum = esum ? ADD(esum, V(ev[u])) : V(ev[u]);
+  }
+  kir_push(&pb, kir_assign(k, den, ADD(MUL(V(den), V(corr)), esum)));
   int j2 = kir_var(k, "j", KIR_I64);
-  kir_push(&pb, kir_for(k, j2, I(c, 0), I(c, per), kind,
-                        kir_store(k, acc, V(j2), ADD(MUL(LD(acc, V(j2)), V(corr)), MUL(V(e), LD(kv, ADD(V(vb), LDX(V(j2)))))))));
+  kir_node *av = MUL(LD(acc, V(j2)), V(corr));
+  for (int u = 0; u < AU; u++)
+    av = ADD(av, MUL(V(ev[u]), LD(kv, ADD(V(vbv[u]), LDX(V(j2))))));
+  kir_push(&pb, kir_for(k, j2, I(c, 0), I(c, per), kind, kir_store(k, acc, V(j2), av)));
   kir_push(&pb, kir_assign(k, mx, V(mn)));
-  kir_push(&blk, kir_for(k, p, V(pbeg), ADD(V(pend), I(c, 1)), KIR_LOOP_SERIAL, kir_block_done(k, &pb)));
+  kir_node *nch = DIV(ADD(SUB(V(pend), V(pbeg)), I(c, AU)), I(c, AU));
+  if (W > 1) /* this warp's chunks */
+    nch = DIV(SUB(ADD(nch, I(c, W - 1)), DIV(kir_lane(k), I(c, 32))), I(c, W));
+  kir_push(&blk, kir_for(k, cc, I(c, 0), nch, KIR_LOOP_SERIAL, kir_block_done(k, &pb)));
   int j3 = kir_var(k, "j", KIR_I64);
-  kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind,
-                         kir_store(k, out, ADD(ADD(MUL(t, MUL(Hq, D)), MUL(h, D)), LDX(V(j3))), DIV(LD(acc, V(j3)), V(den)))));
+  kir_node *oidx = ADD(ADD(MUL(t, MUL(Hq, D)), MUL(h, D)), LDX(V(j3)));
+  if (W > 1) {
+    /* combine: each warp's state rescaled to the largest maximum (a warp without chunks has
+     * mx = -inf: weight 0; warp 0 always has one), summed over the warps; warp 0 stores */
+    int gm = kir_var(k, "gmx", KIR_F32), fw = kir_var(k, "fw", KIR_F32), gd = kir_var(k, "gden", KIR_F32);
+    kir_push(&blk, kir_local(k, gm, kir_lane_red(k, KIR_LANE_XRED, V(mx), 1)));
+    kir_push(&blk, kir_local(k, fw, kir_un(k, KIR_EXP, SUB(V(mx), V(gm)))));
+    kir_push(&blk, kir_local(k, gd, kir_lane_red(k, KIR_LANE_XRED, MUL(V(den), V(fw)), 0)));
+    int ov = kir_var(k, "ov", KIR_F32);
+    kir_block sb = {0};
+    kir_push(&sb, kir_local(k, ov, kir_lane_red(k, KIR_LANE_XRED, MUL(LD(acc, V(j3)), V(fw)), 0)));
+    kir_push(&sb, kir_if(k, kir_bin(k, KIR_LT, kir_lane(k), I(c, 32)), kir_store(k, out, oidx, DIV(V(ov), V(gd))), NULL));
+    kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind, kir_block_done(k, &sb)));
+  } else {
+    kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind, kir_store(k, out, oidx, DIV(LD(acc, V(j3)), V(den)))));
+  }
 #undef LDX
   kir_finish(k, kir_block_done(k, &blk));
 }
@@ -641,6 +1125,8 @@ static void rule_attention(lctx *c) {
       pages = kir_buf_arg(k, "pages", MLC_I32, false);
   int kv = kir_buf_arg(k, "kv", MLC_F32, false);
   if (row_lanes(c, &c->d->size[2], 1)) {
+    if (c->tu->attn_warps > 1) /* several warps per (token, head), split over the positions */
+      k->lanes = k->block = 32 * c->tu->attn_warps;
     attention_lanes(c, out, q, pos, seq, pages, kv);
     return;
   }
@@ -769,9 +1255,10 @@ static void rule_gather_rows(lctx *c) {
   int x = kir_buf_arg(k, "x", MLC_F32, false);       /* [n, stride] */
   int rows = kir_buf_arg(k, "rows", MLC_I32, false); /* [m] */
   kir_node *C = SZ(c, 0), *i = kir_grid(k);
+  row_block(c, &c->d->size[0], 1);
   int j = kir_var(k, "j", KIR_I64);
   kir_node *src = ADD(MUL(LD(rows, i), SZ(c, 1)), V(j));
-  kir_finish(k, kir_for(k, j, I(c, 0), C, KIR_LOOP_SERIAL, kir_store(k, out, ADD(MUL(i, C), V(j)), LD(x, src))));
+  kir_finish(k, lfor(c, j, C, kir_store(k, out, ADD(MUL(i, C), V(j)), LD(x, src))));
 }
 
 bool mlc_op_has_kernel(mlc_opkind kind) { return kind != MLC_OP_ALLREDUCE && kind != MLC_OP_ALLGATHER; }

@@ -36,6 +36,13 @@ typedef struct mlc_tunables {
   int unroll_max;  /* longest loop the schedule fully unrolls */
   int block;       /* GPU languages: threads per block (kir_kernel.block); 0: the renderer's default */
   int lanes;       /* lanes a GEMV schedule may give one output (kir_kernel.lanes); 0/1: none */
+  int qlanes;      /* lanes per output of the packed-weight GEMV (lower.c wdot_qlanes); 0/1: none */
+  int row_block;   /* threads (a multiple of 32) given one row of a norm / embed / add; 0: a warp (lanes) */
+  int attn_warps;  /* warps given one (token, head) of decode attention, split over the positions; 0/1: one */
+  int vec;         /* C: register-blocked matmul tiles of KIR_VW-lane vectors (0: none) */
+  int tile_rows;   /* C tiles: rows of x held in registers */
+  int tile_cols;   /* C tiles: output columns (weight rows) held in registers */
+  int deq_il_rows; /* C tiles: steps of this many rows dequantize interleaved weights once per tile */
 } mlc_tunables;
 const mlc_tunables *mlc_tunables_for(kir_lang lang);
 

@@ -25,8 +25,8 @@ static const lang_table LANGS[] = {
     [KIR_LANG_GLSL] = {"float", "int", "bool", "exp", "log", "sqrt", "tanh", "abs", "mlc_erf",
                        "cos", "sin", "max", "min", "max", "min", "float(%s)", "int(%s)", NULL, false},
     [KIR_LANG_CUDA] = {"float", "long long", "bool", "expf", "logf", "sqrtf", "tanhf", "fabsf", "erff",
-                       "cosf", "sinf", "fmaxf", "fminf", "MLC_IMAX", "MLC_IMIN", "(float)(%s)", "(long long)(%s)",
-                       "#pragma unroll", true},
+                       "cosf", "sinf", "fmaxf", "fminf", "MLC_IMAX", "MLC_IMIN", "(float)(int)(%s)", "(long long)(%s)",
+                       "#pragma unroll", true}, /* to float through int: the IR's TOF operands fit 32 bits (GLSL's int) */
     [KIR_LANG_OPENCL] = {"float", "long", "bool", "exp", "log", "sqrt", "tanh", "fabs", "erf", "cos", "sin",
                          "fmax", "fmin", "max", "min", "(float)(%s)", "(long)(%s)", "#pragma unroll", true},
 };
@@ -46,7 +46,49 @@ static const char *C_PRELUDE =
     "  u |= (uint32_t)(h & 0x8000u) << 16;\n"
     "  memcpy(&f, &u, 4); return f;\n"
     "}\n"
-    "static inline float mlc_bf2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }\n";
+    "static inline float mlc_bf2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }\n"
+    /* one f16 value outside a vectorised loop (a broadcast scale): the host's instruction */
+    "#if defined(__F16C__)\n#include <immintrin.h>\n"
+    "static inline float mlc_h2f1(uint16_t h) { return _cvtsh_ss(h); }\n"
+    "#else\n#define mlc_h2f1 mlc_h2f\n#endif\n"
+    /* vectors (KIR_VF32 / KIR_VI32): GCC vector extensions of 16 lanes, which the compiler splits
+       to the host's width; f16 loads convert with the host's instruction where there is one.
+       GCC: register-pressure-aware scheduling keeps a register-blocked tile's operands in
+       registers (without it GCC re-loads them as memory operands: 1.7x slower tiles). */
+    "#if defined(__GNUC__) && !defined(__clang__)\n"
+    "#pragma GCC optimize(\"schedule-insns\", \"sched-pressure\")\n"
+    "#endif\n"
+    "#if defined(__GNUC__)\n#pragma GCC diagnostic ignored \"-Wpsabi\"\n#endif\n"
+    "#if defined(__AVX512F__) || defined(__F16C__)\n#include <immintrin.h>\n#endif\n"
+    "typedef float mlc_vf __attribute__((vector_size(64)));\n"
+    "typedef int32_t mlc_vi __attribute__((vector_size(64)));\n"
+    "typedef uint16_t mlc_vh __attribute__((vector_size(32)));\n"
+    "typedef uint32_t mlc_vu __attribute__((vector_size(64)));\n"
+    "static inline mlc_vf mlc_vld_f32(const float *p) { mlc_vf v; memcpy(&v, p, sizeof v); return v; }\n"
+    "static inline mlc_vi mlc_vld_i32(const void *p) { mlc_vi v; memcpy(&v, p, sizeof v); return v; }\n"
+    "static inline mlc_vf mlc_vld_f16(const uint16_t *p) {\n"
+    "#if defined(__AVX512F__)\n"
+    "  return (mlc_vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));\n"
+    "#elif defined(__F16C__)\n"
+    "  __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));\n"
+    "  __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 8)));\n"
+    "  mlc_vf v; memcpy(&v, &lo, 32); memcpy((char *)&v + 32, &hi, 32); return v;\n"
+    "#else\n"
+    "  mlc_vf v; for (int i = 0; i < 16; i++) v[i] = mlc_h2f(p[i]); return v;\n"
+    "#endif\n"
+    "}\n"
+    "static inline mlc_vf mlc_vld_bf16(const uint16_t *p) {\n"
+    "  mlc_vh h; memcpy(&h, p, sizeof h); mlc_vu u = __builtin_convertvector(h, mlc_vu) << 16; return (mlc_vf)u;\n"
+    "}\n"
+    /* broadcasts as scalar-vector arithmetic, which GCC turns into one broadcast (x - 0 keeps -0) */
+    "static inline mlc_vf mlc_vbf(float x) { return x - (mlc_vf){0}; }\n"
+    "static inline mlc_vi mlc_vbi(int64_t x) { return (int32_t)x + (mlc_vi){0}; }\n"
+    "/* one fixed order: pairwise halving */\n"
+    "static inline float mlc_vsum(mlc_vf v) {\n"
+    "  float a[16]; memcpy(a, &v, sizeof a);\n"
+    "  for (int w = 8; w > 0; w >>= 1) for (int i = 0; i < w; i++) a[i] += a[i + w];\n"
+    "  return a[0];\n"
+    "}\n";
 
 const char *kir_c_prelude(void) { return C_PRELUDE; }
 
@@ -67,6 +109,33 @@ static const char *CUDA_PRELUDE =
     "#pragma unroll\n"
     "  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);\n"
     "  return v;\n"
+    "}\n"
+    "/* the sum over a block of nw warps (kernels whose lanes are a block: one index per block), the\n"
+    "   same on every thread; red: nw floats of shared memory */\n"
+    "static __device__ __forceinline__ float mlc_block_sum(float v, float *red, int nw) {\n"
+    "  v = mlc_lane_sum(v);\n"
+    "  __syncthreads();\n"
+    "  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;\n"
+    "  __syncthreads();\n"
+    "  float s = 0.0f;\n"
+    "  for (int i = 0; i < nw; i++) s += red[i];\n"
+    "  return s;\n"
+    "}\n"
+    "/* over the nw warps of a block, of the lanes with this lane's index in its warp: the sum (mx 0)\n"
+    "   or the maximum (mx 1); red: 32 * nw floats of shared memory */\n"
+    "static __device__ __forceinline__ float mlc_xwarp(float v, float *red, int nw, int mx) {\n"
+    "  __syncthreads();\n"
+    "  red[threadIdx.x] = v;\n"
+    "  __syncthreads();\n"
+    "  const int l = threadIdx.x & 31;\n"
+    "  float s = red[l];\n"
+    "  for (int w = 1; w < nw; w++) s = mx ? fmaxf(s, red[32 * w + l]) : s + red[32 * w + l];\n"
+    "  return s;\n"
+    "}\n"
+    "/* the sum over aligned groups of n lanes (kernels with n < 32 lanes: 32 / n indices per warp) */\n"
+    "static __device__ __forceinline__ float mlc_lane_sum_n(float v, int n) {\n"
+    "  for (int o = n >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);\n"
+    "  return v;\n"
     "}\n";
 
 const char *kir_cuda_prelude(void) { return CUDA_PRELUDE; }
@@ -81,6 +150,7 @@ typedef struct rctx {
   kir_lang lang;
   mlc_buf *out;
   int indent;
+  bool i32; /* CUDA, kir_kernel.idx32: the IR's integers as 32-bit int */
 } rctx;
 
 /* GLSL reserves words like `out`: buffers are prefixed there. */
@@ -98,6 +168,10 @@ static void ind(rctx *r) {
 }
 
 static const char *type_name(rctx *r, kir_type t) {
+  if (t == KIR_VF32 || t == KIR_VI32) { /* vectors: the C target only (kir.h) */
+    MLC_ASSERT(r->lang == KIR_LANG_C);
+    return t == KIR_VF32 ? "mlc_vf" : "mlc_vi";
+  }
   return t == KIR_F32 ? r->L->t_f32 : t == KIR_I64 ? r->L->t_i64 : r->L->t_bool;
 }
 
@@ -199,7 +273,7 @@ static void expr(rctx *r, const kir_node *n) {
     else if (r->lang == KIR_LANG_C)
       mlc_buf_printf(o, "INT64_C(%lld)", (long long)n->i);
     else if (r->lang == KIR_LANG_CUDA)
-      mlc_buf_printf(o, "%lldLL", (long long)n->i);
+      mlc_buf_printf(o, r->i32 && n->i == (int32_t)n->i ? "%lld" : "%lldLL", (long long)n->i);
     else if (r->lang == KIR_LANG_OPENCL)
       mlc_buf_printf(o, "%lldL", (long long)n->i);
     else
@@ -220,7 +294,58 @@ static void expr(rctx *r, const kir_node *n) {
   case KIR_LANE:
     mlc_buf_puts(o, r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL ? "mlc_lane" : r->lang == KIR_LANG_C ? "INT64_C(0)" : "0");
     return;
+  case KIR_GCNT:
+    MLC_ASSERT(r->lang == KIR_LANG_C);
+    mlc_buf_puts(o, "mlc_gcnt");
+    return;
+  case KIR_VLD: {
+    const kir_buf *b = &r->k->bufs[n->a];
+    MLC_ASSERT(r->lang == KIR_LANG_C);
+    mlc_buf_printf(o, "%s(%s + ", b->dtype == MLC_F16 ? "mlc_vld_f16" : b->dtype == MLC_BF16 ? "mlc_vld_bf16"
+                                  : b->dtype == MLC_F32 ? "mlc_vld_f32" : "mlc_vld_i32", bname(r, b));
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ")");
+    return;
+  }
+  case KIR_VBCAST:
+    if (n->src[0]->op == KIR_LOAD && r->k->bufs[n->src[0]->a].dtype == MLC_F16 && !r->k->bufs[n->src[0]->a].local) {
+      mlc_buf_printf(o, "mlc_vbf(mlc_h2f1(%s[", bname(r, &r->k->bufs[n->src[0]->a]));
+      expr(r, n->src[0]->src[0]);
+      mlc_buf_puts(o, "]))");
+      return;
+    }
+    /* fall through */
+  case KIR_VSUM:
+    MLC_ASSERT(r->lang == KIR_LANG_C);
+    mlc_buf_puts(o, n->op == KIR_VSUM ? "mlc_vsum(" : n->type == KIR_VF32 ? "mlc_vbf(" : "mlc_vbi(");
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ")");
+    return;
+  case KIR_LANE_XRED: /* over the warps of a block (CUDA only: schedules ask for it there alone) */
+    MLC_ASSERT(r->lang == KIR_LANG_CUDA && r->k->lanes > 32);
+    mlc_buf_puts(o, "mlc_xwarp(");
+    expr(r, n->src[0]);
+    mlc_buf_printf(o, ", mlc_red, %d, %d)", r->k->lanes / 32, (int)n->i);
+    return;
   case KIR_LANE_SUM: /* one lane per index outside CUDA (kir_kernel.lanes stays 1 there) */
+    if (r->lang == KIR_LANG_CUDA && r->k->lanes > 32 && n->i == 32) { /* this lane's warp */
+      mlc_buf_puts(o, "mlc_lane_sum(");
+      expr(r, n->src[0]);
+      mlc_buf_puts(o, ")");
+      return;
+    }
+    if (r->lang == KIR_LANG_CUDA && r->k->lanes > 32) { /* a block: warp sums through shared memory */
+      mlc_buf_puts(o, "mlc_block_sum(");
+      expr(r, n->src[0]);
+      mlc_buf_printf(o, ", mlc_red, %d)", r->k->lanes / 32);
+      return;
+    }
+    if (r->lang == KIR_LANG_CUDA && r->k->lanes < 32) { /* a group of lanes inside a warp */
+      mlc_buf_puts(o, "mlc_lane_sum_n(");
+      expr(r, n->src[0]);
+      mlc_buf_printf(o, ", %d)", r->k->lanes);
+      return;
+    }
     mlc_buf_puts(o, r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL ? "mlc_lane_sum(" : "(");
     expr(r, n->src[0]);
     mlc_buf_puts(o, ")");
@@ -232,6 +357,15 @@ static void expr(rctx *r, const kir_node *n) {
       [KIR_ADD] = "+", [KIR_SUB] = "-", [KIR_MUL] = "*", [KIR_DIV] = "/", [KIR_MOD] = "%",
       [KIR_LT] = "<",  [KIR_LE] = "<=", [KIR_EQ] = "==", [KIR_NE] = "!=", [KIR_AND] = "&&",
       [KIR_OR] = "||", [KIR_SHR] = ">>", [KIR_BITAND] = "&"};
+  if ((n->op == KIR_SHR || n->op == KIR_BITAND) && r->lang == KIR_LANG_CUDA && n->type == KIR_I64) {
+    /* packed weight words (kir.h: a >= 0, b < 32): 32-bit operations, as GLSL's int */
+    mlc_buf_puts(o, r->i32 ? "((int)((unsigned)(" : "((long long)((unsigned)(");
+    expr(r, n->src[0]);
+    mlc_buf_printf(o, ") %s (unsigned)(", binop[n->op]);
+    expr(r, n->src[1]);
+    mlc_buf_puts(o, ")))");
+    return;
+  }
   if (binop[n->op]) {
     mlc_buf_puts(o, "(");
     expr(r, n->src[0]);
@@ -252,7 +386,7 @@ static void expr(rctx *r, const kir_node *n) {
   case KIR_ERF: fn = L->erf; break;
   case KIR_COS: fn = L->cos; break;
   case KIR_SIN: fn = L->sin; break;
-  case KIR_ABS: fn = isf ? L->fabs : r->lang == KIR_LANG_CUDA ? "llabs" : "abs"; break;
+  case KIR_ABS: fn = isf ? L->fabs : r->lang == KIR_LANG_CUDA && !r->i32 ? "llabs" : "abs"; break;
   default: break;
   }
   if (fn) {
@@ -277,6 +411,40 @@ static void expr(rctx *r, const kir_node *n) {
     mlc_buf_puts(o, ")");
     return;
   case KIR_TOF:
+    if (r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL) {
+      /* a masked field minus a constant (a packed weight's value, lower.c qvalue: ((w >> s) & m) - c):
+       * no int-to-float conversion (a quarter-rate instruction on NVIDIA GPUs) and one logic op a
+       * value: the field is masked where it lies in its 16-bit half of w (bit kk = s % 16) under the
+       * exponent of 2^(23 - kk), which makes the float exactly 2^(23 - kk) + field */
+      const kir_node *s0 = n->src[0];
+      const kir_node *f = s0->op == KIR_SUB && s0->src[1]->op == KIR_CONST ? s0->src[0] : s0;
+      int64_t off = f == s0 ? 0 : s0->src[1]->i;
+      if (f->op == KIR_BITAND && f->src[1]->op == KIR_CONST && f->src[1]->i >= 0 && off >= 0 && off < (1 << 20)) {
+        const kir_node *base = f->src[0];
+        int64_t sh = 0, m = f->src[1]->i;
+        if (base->op == KIR_SHR && base->src[1]->op == KIR_CONST && base->src[1]->i >= 0 && base->src[1]->i < 32)
+          sh = base->src[1]->i, base = base->src[0];
+        else if (base->op == KIR_SHR)
+          base = NULL;
+        int64_t kk = sh & 15, hi = sh - kk;
+        if (base && m < (1 << 20) && (m << kk) < (1 << 22)) {
+          bool cu = r->lang == KIR_LANG_CUDA;
+          mlc_buf_puts(o, cu ? "(__int_as_float((int)((((unsigned)(" : "(intBitsToFloat((((int(");
+          expr(r, base);
+          mlc_buf_printf(o, ")%s) & 0x%llx%s) | 0x%x%s)) - %lld.0%s)", hi ? " >> 16" : "", (unsigned long long)(m << kk),
+                         cu ? "u" : "", (unsigned)(150 - kk) << 23, cu ? "u" : "", (long long)((1LL << (23 - kk)) + off),
+                         cu ? "f" : "");
+          return;
+        }
+      }
+    }
+    if (n->src[0]->type == KIR_VI32) {
+      mlc_buf_puts(o, "__builtin_convertvector(");
+      expr(r, n->src[0]);
+      mlc_buf_puts(o, ", mlc_vf)");
+      return;
+    }
+    /* fall through */
   case KIR_TOI: {
     mlc_buf inner = {0};
     rctx r2 = *r;
@@ -347,6 +515,8 @@ static void stmt(rctx *r, const kir_node *n) {
     const kir_buf *b = &k->bufs[n->a];
     MLC_ASSERT(b->local || b->dtype == MLC_F32 || b->dtype == MLC_I32);
     ind(r);
+    if (r->lang == KIR_LANG_CUDA && k->lanes > 1 && k->lanes < 32 && !b->local)
+      mlc_buf_puts(o, "if (mlc_live) "); /* lanes of an index past the range (render_cuda) */
     mlc_buf_printf(o, "%s[", bname(r, b));
     index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, "] = ");
@@ -377,6 +547,42 @@ static void stmt(rctx *r, const kir_node *n) {
       }
       return;
     }
+    if (r->lang == KIR_LANG_CUDA && es * (size_t)L->local_len == 16 && b->dtype == MLC_F32) {
+      /* f32 (activations): one 16-byte load where the address allows it (the schedule makes the
+       * index a multiple of the slice; a view's base may still be unaligned: then element by
+       * element); weights (16-bit, packed words) are allocated aligned: always the wide load */
+      ind(r);
+      mlc_buf_printf(o, "{\n");
+      r->indent++;
+      ind(r);
+      mlc_buf_printf(o, "const %s *mlc_p = (%s + ", et, bname(r, b));
+      expr(r, n->src[0]);
+      mlc_buf_puts(o, ");\n");
+      ind(r);
+      mlc_buf_puts(o, "if (((unsigned long long)mlc_p & 15) == 0) {\n");
+      ind(r);
+      mlc_buf_printf(o, "  const mlc_v16 mlc_v = *(const mlc_v16 *)mlc_p;\n");
+      ind(r);
+      mlc_buf_printf(o, "  const %s *mlc_e = (const %s *)&mlc_v;\n", et, et);
+      ind(r);
+      mlc_buf_printf(o, "#pragma unroll\n");
+      ind(r);
+      mlc_buf_printf(o, "  for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[mlc_i] = %s(mlc_e[mlc_i]);\n",
+                     (long long)L->local_len, bname(r, L), conv);
+      ind(r);
+      mlc_buf_puts(o, "} else {\n");
+      ind(r);
+      mlc_buf_printf(o, "#pragma unroll\n");
+      ind(r);
+      mlc_buf_printf(o, "  for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[mlc_i] = %s(mlc_p[mlc_i]);\n",
+                     (long long)L->local_len, bname(r, L), conv);
+      ind(r);
+      mlc_buf_puts(o, "}\n");
+      r->indent--;
+      ind(r);
+      mlc_buf_puts(o, "}\n");
+      return;
+    }
     ind(r);
     mlc_buf_puts(o, "{\n");
     r->indent++;
@@ -401,6 +607,16 @@ static void stmt(rctx *r, const kir_node *n) {
     r->indent--;
     ind(r);
     mlc_buf_puts(o, "}\n");
+    return;
+  }
+  case KIR_VSTORE: {
+    MLC_ASSERT(r->lang == KIR_LANG_C);
+    ind(r);
+    mlc_buf_puts(o, "{ const mlc_vf mlc_t = ");
+    expr(r, n->src[1]);
+    mlc_buf_printf(o, "; memcpy(%s + ", bname(r, &k->bufs[n->a]));
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ", &mlc_t, sizeof mlc_t); }\n");
     return;
   }
   case KIR_IF:
@@ -456,8 +672,12 @@ static void render_c(rctx *r) {
                    c_elem(b->dtype), b->name, b->write ? "" : "const ", c_elem(b->dtype), ext++);
   }
   mlc_buf_puts(o, "  (void)ip; (void)fp;\n");
-  mlc_buf_printf(o, "  for (int64_t %s_0 = g0; %s_0 < g1; %s_0++) {\n", k->var_name[0],
-                 k->var_name[0], k->var_name[0]);
+  int step = k->grid_step > 1 ? k->grid_step : 1;
+  if (step == 1)
+    mlc_buf_printf(o, "  for (int64_t %s_0 = g0; %s_0 < g1; %s_0++) {\n", k->var_name[0], k->var_name[0], k->var_name[0]);
+  else
+    mlc_buf_printf(o, "  for (int64_t %s_0 = g0; %s_0 < g1; %s_0 += %d) {\n    const int64_t mlc_gcnt = g1 - %s_0 < %d ? g1 - %s_0 : %d;\n",
+                   k->var_name[0], k->var_name[0], k->var_name[0], step, k->var_name[0], step, k->var_name[0], step);
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
     if (b->local)
@@ -550,18 +770,31 @@ static void render_cuda(rctx *r) {
   int block = k->block > 0 ? k->block : 128;
   if (k->lanes > 1) {
     /* the device reads this marker: it launches grid * lanes threads */
-    MLC_ASSERT(k->lanes == 32 && block % 32 == 0);
+    /* lanes: a part of a warp, a warp, or a whole block (lanes == block) */
+    MLC_ASSERT(k->lanes <= 32 ? 32 % k->lanes == 0 && block % 32 == 0 : k->lanes % 32 == 0 && block == k->lanes);
     mlc_buf_printf(o, "/* mlc_lanes=%d */\n", k->lanes);
   }
   mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mlc_kargs mlc_A) {\n", block, k->name);
+  const char *it = r->i32 ? "int" : "long long"; /* the IR's integers (kir_kernel.idx32) */
   if (k->lanes > 1) {
-    mlc_buf_puts(o, "  const long long mlc_t = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n");
-    mlc_buf_printf(o, "  const long long mlc_lane = mlc_t %% %d;\n", k->lanes);
-    mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + mlc_t / %d;\n", k->var_name[0], k->lanes);
+    mlc_buf_printf(o, "  const %s mlc_t = (%s)blockIdx.x * blockDim.x + threadIdx.x;\n", it, it);
+    mlc_buf_printf(o, "  const %s mlc_lane = mlc_t %% %d;\n", it, k->lanes);
+    if (k->lanes < 32) {
+      /* 32 / lanes indices per warp: the lane sums shuffle across the whole warp, so lanes of an
+       * index past the range run on (on the last index) with their stores off (mlc_live) */
+      mlc_buf_printf(o, "  if (mlc_A.g0 + mlc_t / 32 * %d >= mlc_A.g1) return;\n", 32 / k->lanes);
+      mlc_buf_printf(o, "  const bool mlc_live = mlc_A.g0 + mlc_t / %d < mlc_A.g1;\n", k->lanes);
+      mlc_buf_printf(o, "  const %s %s_0 = (%s)(mlc_live ? mlc_A.g0 + mlc_t / %d : mlc_A.g1 - 1);\n", it, k->var_name[0],
+                     it, k->lanes);
+    } else {
+      mlc_buf_printf(o, "  const %s %s_0 = (%s)(mlc_A.g0 + mlc_t / %d);\n", it, k->var_name[0], it, k->lanes);
+    }
   } else {
-    mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + (long long)blockIdx.x * blockDim.x + threadIdx.x;\n", k->var_name[0]);
+    mlc_buf_printf(o, "  const %s %s_0 = (%s)(mlc_A.g0 + (long long)blockIdx.x * blockDim.x + threadIdx.x);\n", it,
+                   k->var_name[0], it);
   }
-  mlc_buf_printf(o, "  if (%s_0 >= mlc_A.g1) return;\n", k->var_name[0]);
+  if (k->lanes <= 1 || k->lanes >= 32)
+    mlc_buf_printf(o, "  if (%s_0 >= mlc_A.g1) return;\n", k->var_name[0]);
   int ext = 0;
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
@@ -575,6 +808,8 @@ static void render_cuda(rctx *r) {
     if (b->local)
       mlc_buf_printf(o, "  %s %s[%lld];\n", cuda_elem(b->dtype), b->name, (long long)b->local_len);
   }
+  if (k->lanes > 32) /* block sums (nw floats) and cross-warp reductions (32 nw floats) */
+    mlc_buf_printf(o, "  __shared__ float mlc_red[%d];\n", k->lanes);
   r->indent = 1;
   stmt(r, k->body);
   mlc_buf_puts(o, "}\n");
@@ -639,7 +874,16 @@ static void render_opencl(rctx *r) {
 
 void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
   rctx r = {.k = k, .L = &LANGS[lang], .lang = lang, .out = out};
+  lang_table l32;
+  if (lang == KIR_LANG_CUDA && k->idx32) { /* 32-bit integer arithmetic (fewer instructions) */
+    l32 = LANGS[lang];
+    l32.t_i64 = "int";
+    l32.toi = "(int)(%s)";
+    r.L = &l32;
+    r.i32 = true;
+  }
   MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA || lang == KIR_LANG_GLSL); /* lanes: CUDA and GLSL so far */
+  MLC_ASSERT(k->grid_step <= 1 || lang == KIR_LANG_C); /* range steps: the C target */
   if (lang == KIR_LANG_C)
     render_c(&r);
   else if (lang == KIR_LANG_CUDA)

@@ -398,6 +398,48 @@ static mlc_status alloc_runtime(mlc_model *m) {
   return MLC_OK;
 }
 
+/*
+ * Weight layouts for the device (docs/compiler.md "Vectors and tiles"): on the CPU with
+ * specialised kernels, 4-bit weights whose rows are whole 128-element blocks are repacked once,
+ * at load, into the interleaved layout the vector tiles read (format/quant.h); the launch records
+ * then name the interleaved dtype. Weights that expert (MoE) matmuls read keep the plain layout.
+ * $MLC_NO_REPACK=1 keeps every weight as stored (for comparisons).
+ */
+static mlc_status repack_weights(mlc_model *m) {
+  if (m->dev->caps.lang != KIR_LANG_C || m->opt.generic_kernels || getenv("MLC_NO_REPACK"))
+    return MLC_OK;
+  mlc_graph *g = &m->g;
+  int changed = 0;
+  for (int i = 0; i < g->nt; i++) {
+    mlc_tensor *t = &g->t[i];
+    const mlc_qscheme *s = t->kind == MLC_T_WEIGHT ? mlc_qscheme_of(t->dtype) : NULL;
+    const mlc_qscheme *si = s ? mlc_q_interleaved_of(s, t->cols) : NULL;
+    if (!si)
+      continue;
+    bool expert = false;
+    for (int o = 0; o < g->nops && !expert; o++) {
+      const mlc_op *op = &g->ops[o];
+      bool uses = false;
+      for (int j = 0; j < op->nin; j++)
+        uses = uses || op->in[j] == i;
+      expert = uses && (op->kind == MLC_OP_MATMUL || op->kind == MLC_OP_GATED_MATMUL) && op->in[3] >= 0;
+    }
+    if (expert)
+      continue;
+    int64_t rows = mlc_sym_eval(t->rows, 0, 0);
+    uint32_t *dst = mlc_owned_alloc(&m->owned, mlc_weight_bytes(t->dtype, rows, t->cols));
+    if (!dst)
+      return mlc_err(MLC_ERR_NOMEM, "out of memory repacking %s", t->name);
+    mlc_q_interleave(s, t->cols, 0, rows, t->data, dst);
+    t->data = dst;
+    t->dtype = si->dtype;
+    changed++;
+  }
+  for (int i = 0; changed && i < m->nlaunch; i++)
+    mlc_launch_fill(m, m->launch[i].op, &m->launch[i]);
+  return MLC_OK;
+}
+
 static mlc_status load_rank(const char *path, const mlc_model_options *opt, int rank, int n, mlc_model **out) {
   *out = NULL;
   mlc_model *m = calloc(1, sizeof *m);
@@ -440,6 +482,8 @@ static mlc_status load_rank(const char *path, const mlc_model_options *opt, int 
     mlc_device_opts dopt = {.threads = m->opt.threads};
     st = mlc_device_open(m->opt.device, &dopt, &m->dev);
   }
+  if (st == MLC_OK)
+    st = repack_weights(m);
   if (st == MLC_OK)
     st = bind_kernels(m);
   if (st == MLC_OK)

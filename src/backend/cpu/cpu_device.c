@@ -1,6 +1,7 @@
 /* cpu_device.c: the CPU behind the device API. Memory is host memory (mapped weights are used in
  * place), kernels are C: specialised ones compiled by the system compiler into one cached shared
  * object, or the generic ones built into libmlc; launches run on the thread pool. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,10 @@ struct mlc_dmodule {
   mlc_cpu_lib *lib; /* NULL for generic kernels */
   mlc_kfn *fn;
   int n;
+  /* $MLC_PROFILE: per kernel, launches and seconds (printed when the module is freed) */
+  char **names;
+  double *secs;
+  long *calls;
 };
 
 typedef struct cpu_device {
@@ -81,6 +86,21 @@ static mlc_status cpu_copy(mlc_device *d, mlc_dmem *dst, size_t doff, mlc_dmem *
 static void cpu_module_free(mlc_device *d, mlc_dmodule *mod) {
   if (!mod)
     return;
+  if (mod->secs) {
+    double total = 0;
+    for (int i = 0; i < mod->n; i++)
+      total += mod->secs[i];
+    fprintf(stderr, "mlc profile (cpu): %.3f s in kernels\n", total);
+    for (int i = 0; i < mod->n; i++)
+      if (mod->calls[i])
+        fprintf(stderr, "  %6.2f%% %9.3f ms %7ld calls  %s\n", total > 0 ? 100 * mod->secs[i] / total : 0,
+                1000 * mod->secs[i], mod->calls[i], mod->names[i]);
+    for (int i = 0; i < mod->n; i++)
+      free(mod->names[i]);
+  }
+  free(mod->names);
+  free(mod->secs);
+  free(mod->calls);
   mlc_cpu_lib_free(mod->lib);
   free(mod->fn);
   free(mod);
@@ -117,6 +137,16 @@ static mlc_status cpu_build(mlc_device *d, const char *const *names, const char 
     if (!mod->fn[i])
       st = mlc_err(MLC_ERR_INTERNAL, "kernel %s not found in the %s kernels", names[i], mod->lib ? "compiled" : "generic");
   }
+  const char *prof = getenv("MLC_PROFILE");
+  if (st == MLC_OK && prof && *prof && strcmp(prof, "0")) {
+    mod->names = calloc((size_t)(n ? n : 1), sizeof *mod->names);
+    mod->secs = calloc((size_t)(n ? n : 1), sizeof *mod->secs);
+    mod->calls = calloc((size_t)(n ? n : 1), sizeof *mod->calls);
+    for (int i = 0; mod->names && i < n; i++)
+      mod->names[i] = mlc_strdup(names[i]);
+    if (!mod->names || !mod->secs || !mod->calls)
+      st = mlc_err(MLC_ERR_NOMEM, "out of memory");
+  }
   if (st != MLC_OK) {
     cpu_module_free(d, mod);
     return st;
@@ -130,7 +160,12 @@ static mlc_status cpu_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *c
   void *bufs[KIR_MAX_BUFS];
   for (int i = 0; i < nbuf; i++)
     bufs[i] = (char *)mem[i]->p + off[i];
+  double t0 = mod->secs ? mlc_now() : 0;
   mlc_pool_run(((cpu_device *)d)->pool, mod->fn[k], bufs, ip, fp, grid);
+  if (mod->secs) {
+    mod->secs[k] += mlc_now() - t0;
+    mod->calls[k]++;
+  }
   return MLC_OK;
 }
 

@@ -19,6 +19,7 @@ typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
 typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct CUevent_st *CUevent;
 
 enum {
   MLC_CU_ATTR_MAX_THREADS_PER_BLOCK = 1,
@@ -72,6 +73,12 @@ typedef struct mlc_cu_api {
   CUresult (*GraphLaunch)(CUgraphExec e, CUstream s);
   CUresult (*GraphExecDestroy)(CUgraphExec e);
   CUresult (*GraphDestroy)(CUgraph g);
+  /* optional: events, for $MLC_CUDA_PROFILE (per-kernel times) */
+  CUresult (*EventCreate)(CUevent *e, unsigned flags);
+  CUresult (*EventDestroy)(CUevent e); /* cuEventDestroy_v2 */
+  CUresult (*EventRecord)(CUevent e, CUstream s);
+  CUresult (*EventSynchronize)(CUevent e);
+  CUresult (*EventElapsedTime)(float *ms, CUevent a, CUevent b);
 } mlc_cu_api;
 
 typedef int nvrtcResult; /* 0: NVRTC_SUCCESS */

@@ -7,7 +7,9 @@
  * issued; the recorded sequence is then replayed as a CUDA graph when an identical sequence (same
  * kernels, arguments, grids: compared exactly) was seen before, else issued one by one. Graphs
  * are captured on a blocking stream of ours (ordered with the default stream's copies) and kept
- * for the last few sequences. $MLC_CUDA_GRAPHS=0 turns them off. */
+ * for the last few sequences. $MLC_CUDA_GRAPHS=0 turns them off.
+ * $MLC_CUDA_PROFILE=1: per-kernel GPU times (an event pair around every launch, graphs off), printed
+ * when the device closes, grouped by the step's row count (ip[12]: prefill vs decode). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,7 +76,99 @@ typedef struct cuda_device {
   uint64_t seen[CUDA_SEEN], tick;
   int nseen;
   long long n_captured, n_replayed, n_direct;
+  /* $MLC_CUDA_PROFILE */
+  CUevent ev[2];
+  struct cuda_prof *prof;
+  int nprof, capprof;
 } cuda_device;
+
+/* per (kernel, step rows) totals for $MLC_CUDA_PROFILE */
+typedef struct cuda_prof {
+  CUfunction fn;
+  long long rows, calls, grid, lanes;
+  double ms;
+  char name[96];
+} cuda_prof;
+
+static int prof_cmp(const void *a, const void *b) {
+  const cuda_prof *x = a, *y = b;
+  if (x->rows != y->rows)
+    return x->rows < y->rows ? -1 : 1;
+  return x->ms < y->ms ? 1 : x->ms > y->ms ? -1 : 0;
+}
+
+/* the op of a kernel name: k_<op>_<hash> or g_<op>_<variants> */
+static void prof_op(const char *name, char *op, size_t n) {
+  snprintf(op, n, "%s", name + (name[0] && name[1] == '_' ? 2 : 0));
+  char *u = strrchr(op, '_');
+  if (name[0] == 'k' && u)
+    *u = 0;
+}
+
+static void prof_print(cuda_device *c) {
+  if (!c->nprof)
+    return;
+  qsort(c->prof, (size_t)c->nprof, sizeof *c->prof, prof_cmp);
+  for (int i = 0; i < c->nprof;) {
+    long long rows = c->prof[i].rows;
+    int j = i;
+    double tot = 0;
+    long long calls = 0;
+    for (; j < c->nprof && c->prof[j].rows == rows; j++)
+      tot += c->prof[j].ms, calls += c->prof[j].calls;
+    fprintf(stderr, "mlc: cuda profile, steps of %lld rows: %lld launches, %.3f ms of kernels\n", rows, calls, tot);
+    /* by op */
+    char ops[32][96];
+    double opms[32] = {0};
+    long long opcalls[32] = {0};
+    int nops = 0;
+    for (int q = i; q < j; q++) {
+      char op[96];
+      prof_op(c->prof[q].name, op, sizeof op);
+      int o = 0;
+      while (o < nops && strcmp(ops[o], op))
+        o++;
+      if (o == nops && nops < 32)
+        snprintf(ops[nops++], sizeof ops[0], "%s", op);
+      if (o < nops)
+        opms[o] += c->prof[q].ms, opcalls[o] += c->prof[q].calls;
+    }
+    for (int o = 0; o < nops; o++)
+      fprintf(stderr, "mlc:   op %-16s %6lld calls %9.3f ms %5.1f%%\n", ops[o], opcalls[o], opms[o],
+              tot > 0 ? 100 * opms[o] / tot : 0);
+    for (int q = i; q < j && q < i + 24; q++)
+      fprintf(stderr, "mlc:   %-40s grid %8lld x%-2lld %6lld calls %9.3f ms %8.2f us/call\n", c->prof[q].name,
+              c->prof[q].grid, c->prof[q].lanes, c->prof[q].calls, c->prof[q].ms, 1000 * c->prof[q].ms / c->prof[q].calls);
+    i = j;
+  }
+}
+
+/* one launch timed by an event pair (synchronous: profiling only) */
+static void prof_add(cuda_device *c, CUfunction fn, const char *name, long long rows, long long grid, int lanes,
+                     float ms) {
+  int i = 0;
+  while (i < c->nprof && !(c->prof[i].fn == fn && c->prof[i].rows == rows))
+    i++;
+  if (i == c->nprof) {
+    if (c->nprof == c->capprof) {
+      int cap = c->capprof ? 2 * c->capprof : 64;
+      cuda_prof *np = realloc(c->prof, sizeof *np * (size_t)cap);
+      if (!np)
+        return;
+      c->prof = np;
+      c->capprof = cap;
+    }
+    memset(&c->prof[i], 0, sizeof c->prof[i]);
+    c->prof[i].fn = fn;
+    c->prof[i].rows = rows;
+    snprintf(c->prof[i].name, sizeof c->prof[i].name, "%s", name);
+    c->nprof++;
+  }
+  c->prof[i].calls++;
+  c->prof[i].ms += ms;
+  c->prof[i].grid = grid;
+  c->prof[i].lanes = lanes;
+}
 
 static mlc_status cuerr(CUresult r, const char *what) {
   return mlc_err(MLC_ERR_DEVICE, "cuda: %s: %s", what, mlc_cu_errstr(r));
@@ -112,6 +206,11 @@ static void cuda_destroy(mlc_device *d) {
   if (gs && *gs && strcmp(gs, "0"))
     fprintf(stderr, "mlc: cuda step graphs: %lld captured, %lld replayed, %lld sequences launched one by one\n",
             c->n_captured, c->n_replayed, c->n_direct);
+  prof_print(c);
+  free(c->prof);
+  for (int i = 0; i < 2; i++)
+    if (c->ev[i])
+      c->cu->EventDestroy(c->ev[i]);
   drop_graphs(c);
   free(c->rec);
   if (c->stream)
@@ -301,6 +400,22 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
     return MLC_OK;
   }
   void *params[] = {&a};
+  if (c->ev[1]) {
+    float ms = 0;
+    CUresult r = cu->EventRecord(c->ev[0], NULL);
+    if (r == 0)
+      r = cu->LaunchKernel(mod->fn[k], (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
+    if (r == 0)
+      r = cu->EventRecord(c->ev[1], NULL);
+    if (r == 0)
+      r = cu->EventSynchronize(c->ev[1]);
+    if (r == 0)
+      r = cu->EventElapsedTime(&ms, c->ev[0], c->ev[1]);
+    if (r != 0)
+      return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", mod->name[k], (long long)grid, mlc_cu_errstr(r));
+    prof_add(c, mod->fn[k], mod->name[k], ip[MLC_KDYN], grid, mod->lanes[k], ms);
+    return MLC_OK;
+  }
   CUresult r = cu->LaunchKernel(mod->fn[k], (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
   if (r == 0 && c->sync_each)
     r = cu->CtxSynchronize();
@@ -492,8 +607,13 @@ mlc_status mlc_cuda_device_new(const char *name, const mlc_device_opts *opt, mlc
   }
   const char *se = getenv("MLC_CUDA_SYNC");
   c->sync_each = se && *se && strcmp(se, "0");
+  const char *pe = getenv("MLC_CUDA_PROFILE");
+  if (pe && *pe && strcmp(pe, "0") && cu->EventCreate && cu->EventRecord && cu->EventSynchronize &&
+      cu->EventElapsedTime && cu->EventDestroy &&
+      (cu->EventCreate(&c->ev[0], 0) != 0 || cu->EventCreate(&c->ev[1], 0) != 0))
+    c->ev[0] = c->ev[1] = NULL;
   const char *ge = getenv("MLC_CUDA_GRAPHS");
-  c->graphs = !c->sync_each && !(ge && !strcmp(ge, "0")) && cu->StreamCreate && cu->StreamDestroy &&
+  c->graphs = !c->sync_each && !c->ev[1] && !(ge && !strcmp(ge, "0")) && cu->StreamCreate && cu->StreamDestroy &&
               cu->StreamBeginCapture && cu->StreamEndCapture && cu->GraphInstantiateWithFlags && cu->GraphLaunch &&
               cu->GraphExecDestroy && cu->GraphDestroy && cu->StreamCreate(&c->stream, 0) == 0;
   c->base.vt = &CUDA_VT;
