@@ -65,6 +65,7 @@ typedef struct tbuf {
   size_t n;           /* elements including the guard */
   void *init;         /* contents before each run */
   double *ref;        /* expected value of each touched element */
+  double *ref_i8;     /* or, for the CPU's specialised kernels ("spec"): with 8-bit activations (i8_ref) */
   unsigned char *touch;
   double tol;
 } tbuf;
@@ -745,6 +746,38 @@ static const float *in_qw(tcase *c, mlc_dtype dt, int64_t rows, int64_t K, void 
   return w;
 }
 
+/*
+ * The CPU's specialised kernels multiply 4-bit weights (plain layout, K a multiple of 128) with
+ * 8-bit activations (docs/compiler.md): per group of 32 of each x row, d = max|x| / 127 and
+ * q = roundf(x / d). Returns x as those q * d (R rows of K, doubles), or NULL where the kernel
+ * keeps f32 activations; the reference of the "spec" variant is computed from it.
+ */
+static double *i8_ref_x(const mlc_qscheme *s, const float *x, int R, int64_t xs, int64_t K) {
+  if (s->bits != 4 || s->kn || s->il || K % 128 || R <= 0)
+    return NULL;
+  double *q = talloc(sizeof(double) * (size_t)R * (size_t)K);
+  for (int r = 0; r < R; r++)
+    for (int64_t g = 0; g < K; g += 32) {
+      float amax = 0;
+      for (int i = 0; i < 32; i++)
+        amax = fmaxf(amax, fabsf(x[r * xs + g + i]));
+      float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      for (int i = 0; i < 32; i++)
+        q[(size_t)r * K + g + i] = (double)roundf(x[r * xs + g + i] * id) * d;
+    }
+  return q;
+}
+static double dotdd(const double *a, const float *b, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++)
+    s += a[i] * b[i];
+  return s;
+}
+static void set_ref_i8(tcase *c, int bi) {
+  tbuf *b = &c->b[bi];
+  b->ref_i8 = talloc(sizeof(double) * b->n);
+}
+
 /* matmul / gated_matmul with packed weights at the shapes the lanes GEMV takes (lower.c wdot_qlanes) */
 static void case_matmul_q(mlc_dtype dt, bool bias, float cap, int R, int64_t N, int64_t K, int64_t xs) {
   tcase *c = new_case(MLC_OP_MATMUL, "matmul w=%s bias=%d softcap=%g R=%d N=%lld K=%lld xs=%lld", mlc_dtype_name(dt), bias,
@@ -764,14 +797,22 @@ static void case_matmul_q(mlc_dtype dt, bool bias, float cap, int R, int64_t N, 
   const float *w = in_qw(c, dt, N, K, &sc, &sb);
   const float *bb = bias ? in_w(c, s->model_dtype, (size_t)N, 1.0) : NULL;
   add_buf(c, sc, sb, s->model_dtype);
+  double *xq = i8_ref_x(s, x, R, xs, K);
+  if (xq)
+    set_ref_i8(c, o);
   for (int r = 0; r < R; r++)
     for (int64_t j = 0; j < N; j++) {
-      double y = dotd(x + (size_t)r * xs, w + (size_t)j * K, K);
-      if (bias)
-        y += bb[j];
-      if (cap != 0)
-        y = tanh(y / cap) * cap;
-      expect(c, o, (size_t)r * N + j, y);
+      for (int v = 0; v < (xq ? 2 : 1); v++) {
+        double y = v ? dotdd(xq + (size_t)r * K, w + (size_t)j * K, K) : dotd(x + (size_t)r * xs, w + (size_t)j * K, K);
+        if (bias)
+          y += bb[j];
+        if (cap != 0)
+          y = tanh(y / cap) * cap;
+        if (v)
+          c->b[o].ref_i8[(size_t)r * N + j] = y;
+        else
+          expect(c, o, (size_t)r * N + j, y);
+      }
     }
 }
 static void case_gated_q(mlc_dtype dt, int actk, int R, int64_t F, int64_t K, int64_t xs) {
@@ -790,11 +831,19 @@ static void case_gated_q(mlc_dtype dt, int actk, int R, int64_t F, int64_t K, in
   const float *wg = in_qw(c, dt, F, K, &sg, &bg), *wu = in_qw(c, dt, F, K, &su, &bu);
   add_buf(c, sg, bg, s->model_dtype);
   add_buf(c, su, bu, s->model_dtype);
+  double *xq = i8_ref_x(s, x, R, xs, K);
+  if (xq)
+    set_ref_i8(c, o);
   for (int r = 0; r < R; r++)
     for (int64_t j = 0; j < F; j++) {
       const float *xr = x + (size_t)r * xs;
       double g = dotd(xr, wg + (size_t)j * K, K), u = dotd(xr, wu + (size_t)j * K, K);
       expect(c, o, (size_t)r * F + j, act_ref(actk, g) * u);
+      if (xq) {
+        const double *qr = xq + (size_t)r * K;
+        double g8 = dotdd(qr, wg + (size_t)j * K, K), u8 = dotdd(qr, wu + (size_t)j * K, K);
+        c->b[o].ref_i8[(size_t)r * F + j] = act_ref(actk, g8) * u8;
+      }
     }
 }
 
@@ -888,12 +937,12 @@ static void build_cases(void) {
    * output, 4 outputs a warp; N not a multiple of 4 leaves a warp's last outputs past the range;
    * xs odd: unaligned x rows) */
   case_matmul_q(MLC_Q4F16_1, false, 0, 1, 67, 512, 512);
-  case_matmul_q(MLC_Q4F16_1, true, 0, 3, 40, 1024, 1027);
+  case_matmul_q(MLC_Q4F16_1, true, 0, 6, 40, 1024, 1027); /* two tiles of 4 rows, one partial */
   case_matmul_q(MLC_Q4F16_1, false, 30.0f, 2, 33, 2048, 2048);
   case_matmul_q(MLC_Q4F32_1, true, 0, 1, 16, 256, 256);
   case_matmul_q(MLC_Q8F16_1, false, 0, 2, 21, 512, 512);
   case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 1, 45, 1024, 1024);
-  case_gated_q(MLC_Q4F16_1, MLC_KACT_GELU_TANH, 3, 16, 768, 771);
+  case_gated_q(MLC_Q4F16_1, MLC_KACT_GELU_TANH, 5, 16, 768, 771);
 
   /* every other structural variant (generic kernel) of the multi-variant ops, small odd sizes */
   for (int dt = 0; dt < 3; dt++)
@@ -947,9 +996,10 @@ static bool check_out(const tcase *c, const char *variant, int bi) {
       }
       continue;
     }
-    double got = ((const float *)b->p)[i], err = fabs(got - b->ref[i]);
-    if (fabs(b->ref[i]) > maxref)
-      maxref = fabs(b->ref[i]);
+    const double *ref = b->ref_i8 && !strcmp(variant, "spec") ? b->ref_i8 : b->ref;
+    double got = ((const float *)b->p)[i], err = fabs(got - ref[i]);
+    if (fabs(ref[i]) > maxref)
+      maxref = fabs(ref[i]);
     if (!(err <= maxerr)) { /* NaN counts as the worst */
       maxerr = isnan(err) ? INFINITY : err;
       worst = i;
@@ -959,7 +1009,7 @@ static bool check_out(const tcase *c, const char *variant, int bi) {
     double rel = maxerr / (maxref > 0 ? maxref : 1.0);
     if (!(rel <= b->tol)) {
       fail(c, variant, "%s: max rel error %.3g > %.0e at [%zu]: got %.9g, want %.9g", c->bname[bi], rel, b->tol, worst,
-           ((const float *)b->p)[worst], b->ref[worst]);
+           ((const float *)b->p)[worst], (b->ref_i8 && !strcmp(variant, "spec") ? b->ref_i8 : b->ref)[worst]);
       ok = false;
     }
   }

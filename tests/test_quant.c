@@ -918,10 +918,21 @@ static void test_all(void) {
                   mlc_seq_new(m, &s) == MLC_OK && mlc_seq_forward(s, r.ids, r.n, r2.logits, r.n) == MLC_OK;
         mlc_seq_free(s);
         mlc_model_free(m);
+        /* f32 activations: only the weights are quantized (MLC_NO_INT8, docs/compiler.md) */
+        setenv("MLC_NO_INT8", "1", 1);
         double e2 = ok ? logits_err(out, &r2, strcmp(Q[qi].q, "q4f16_1") != 0, err, sizeof err) : -1;
+        unsetenv("MLC_NO_INT8");
         snprintf(l2, sizeof l2, "%s %s = f32 model of its dequantized weights", e->d_name, Q[qi].q);
         snprintf(msg, sizeof msg, "relative L2 error %.3g (tolerance 1e-4) %s", e2, ok ? err : mlc_last_error());
         check(e2 >= 0 && e2 < 1e-4, l2, msg);
+        if (!strcmp(Q[qi].q, "q4f16_1")) {
+          /* the CPU's default 8-bit activations (rows of whole 128-element blocks: qwen3's o_proj
+           * here) add their rounding on top: measured 0.0065 on qwen3 */
+          double e3 = ok ? logits_err(out, &r2, 0, err, sizeof err) : -1;
+          snprintf(l2, sizeof l2, "%s %s with 8-bit activations ~ f32 model of its dequantized weights", e->d_name, Q[qi].q);
+          snprintf(msg, sizeof msg, "relative L2 error %.3g (tolerance 2e-2) %s", e3, ok ? err : mlc_last_error());
+          check(e3 >= 0 && e3 < 2e-2, l2, msg);
+        }
         free(r2.logits);
       }
       if (getenv("MLC_QUANT_VERBOSE"))

@@ -312,9 +312,26 @@ kir_node *kir_gcnt(kir_kernel *k) {
 kir_node *kir_vld(kir_kernel *k, int buf, kir_node *idx) {
   MLC_ASSERT(buf >= 0 && buf < k->nbuf && idx->type == KIR_I64);
   mlc_dtype dt = k->bufs[buf].dtype;
-  MLC_ASSERT(dt == MLC_F32 || dt == MLC_F16 || dt == MLC_BF16 || dt == MLC_U32 || dt == MLC_I32);
-  kir_node n = {.op = KIR_VLD, .type = dt == MLC_U32 || dt == MLC_I32 ? KIR_VI32 : KIR_VF32, .a = buf, .src = {idx}};
+  MLC_ASSERT(dt == MLC_F32 || dt == MLC_F16 || dt == MLC_BF16 || dt == MLC_U32 || dt == MLC_I32 || dt == MLC_I8);
+  /* I8: the 64 bytes from element idx as 16 words */
+  kir_node n = {.op = KIR_VLD, .type = dt == MLC_F32 || dt == MLC_F16 || dt == MLC_BF16 ? KIR_VF32 : KIR_VI32, .a = buf, .src = {idx}};
   return intern(k, &n);
+}
+kir_node *kir_vld4(kir_kernel *k, int buf, kir_node *idx) {
+  MLC_ASSERT(buf >= 0 && buf < k->nbuf && (k->bufs[buf].dtype == MLC_F32 || k->bufs[buf].dtype == MLC_F16));
+  kir_node n = {.op = KIR_VLD4, .type = KIR_VF32, .a = buf, .src = {idx}};
+  return intern(k, &n);
+}
+kir_node *kir_vdot(kir_kernel *k, kir_node *acc, kir_node *u8, kir_node *s8) {
+  MLC_ASSERT(acc->type == KIR_VI32 && u8->type == KIR_VI32 && s8->type == KIR_VI32);
+  kir_node n = {.op = KIR_VDOT, .type = KIR_VI32, .src = {acc, u8, s8}};
+  return intern(k, &n);
+}
+int kir_buf_scratch(kir_kernel *k, const char *name, mlc_dtype dt, kir_node *len) {
+  int i = kir_buf_arg(k, name, dt, true);
+  k->bufs[i].local = true; /* not bound by the caller */
+  k->bufs[i].scratch_len = len;
+  return i;
 }
 kir_node *kir_vbcast(kir_kernel *k, kir_node *x) {
   MLC_ASSERT(x->type == KIR_F32 || x->type == KIR_I64);
@@ -354,4 +371,7 @@ static void scan_params(kir_kernel *k, const kir_node *n) {
 void kir_finish(kir_kernel *k, kir_node *body) {
   k->body = body;
   scan_params(k, body);
+  scan_params(k, k->prologue);
+  for (int i = 0; i < k->nbuf; i++)
+    scan_params(k, k->bufs[i].scratch_len);
 }

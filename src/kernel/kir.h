@@ -40,6 +40,7 @@ typedef enum kir_op {
   KIR_SHR, KIR_BITAND, /* integer: a >> b (b < 32, a >= 0), a & b (packed quantized weights) */
   /* unary */
   KIR_NEG, KIR_EXP, KIR_LOG, KIR_SQRT, KIR_TANH, KIR_ABS, KIR_ERF, KIR_COS, KIR_SIN, KIR_TOF, KIR_TOI, KIR_NOT,
+  KIR_ROUND, /* f32: to the nearest integer, halves away from zero (C roundf) */
   KIR_LANE_SUM, /* f32: the sum of src0 over the lanes of this parallel index, on every lane (i = 32:
                  * over this lane's warp only, in kernels whose lanes are several warps) */
   KIR_LANE_XRED, /* f32, kernels whose lanes are several warps: over the warps, of the lanes with this
@@ -59,6 +60,8 @@ typedef enum kir_op {
   KIR_VBCAST, /* expr: src0 (f32 or i64) in every lane */
   KIR_VSUM,   /* expr: f32, the lanes of src0 summed in one fixed order (pairwise halving) */
   KIR_VSTORE, /* stmt: f32 buffer a [src0 .. src0 + KIR_VW) = src1 */
+  KIR_VLD4,   /* expr: VF32, elements [src0 .. src0 + 4) of f32/f16 buffer a, each in 4 consecutive lanes */
+  KIR_VDOT,   /* expr: VI32 src0 + per lane the dot of its 4 bytes of src1 (unsigned) and src2 (signed) */
   KIR_OP_COUNT
 } kir_op;
 
@@ -91,6 +94,7 @@ typedef struct kir_buf {
   bool write;
   bool local;      /* a private array of local_len elements (per invocation) */
   int64_t local_len;
+  struct kir_node *scratch_len; /* C: a per-thread scratch array of this many elements (dynamic), kept across calls */
 } kir_buf;
 
 typedef struct kir_arena kir_arena;
@@ -110,8 +114,8 @@ typedef struct kir_kernel {
   int nnodes;
   int block;       /* GPU languages: threads per block (0: the renderer's default) */
   int lanes;       /* invocations cooperating on one parallel index (0 or 1: one); KIR_LANE, KIR_LANE_SUM */
-  bool idx32;      /* every integer value of the body fits in 32 bits: CUDA renders them as int (schedules set it) */
   int grid_step;   /* C: the range loop steps by this many indices (0/1: one); KIR_GCNT says how many remain */
+  kir_node *prologue; /* C: statements run once per call (per thread) before the range loop */
 } kir_kernel;
 
 kir_kernel *kir_new(const char *name);
@@ -158,6 +162,11 @@ kir_node *kir_vld(kir_kernel *k, int buf, kir_node *idx);
 kir_node *kir_vbcast(kir_kernel *k, kir_node *x);
 kir_node *kir_vsum(kir_kernel *k, kir_node *v);
 kir_node *kir_vstore(kir_kernel *k, int buf, kir_node *idx, kir_node *v);
+kir_node *kir_vld4(kir_kernel *k, int buf, kir_node *idx);
+kir_node *kir_vdot(kir_kernel *k, kir_node *acc, kir_node *u8, kir_node *s8);
+/* C: a per-thread scratch array of len (an expression of params) elements, written by the
+ * kernel's prologue and read by its body (kir_kernel.prologue) */
+int kir_buf_scratch(kir_kernel *k, const char *name, mlc_dtype dt, kir_node *len);
 
 /* A statement-list builder. */
 typedef struct kir_block {

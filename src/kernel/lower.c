@@ -16,7 +16,7 @@
 #include <string.h>
 
 static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16, .vec = KIR_VW, .tile_rows = 4, .tile_cols = 4,
-                                     .deq_il_rows = 8};
+                                     .deq_il_rows = 8, .int8_act = 1, .i8_rows = 2};
 static const mlc_tunables TUNE_OPENCL = {.dot_lanes = 16, .unroll_max = 16};
 static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32}; /* lanes: a workgroup per output (render.c) */
 /* qlanes 8: four outputs of a packed-weight GEMV per warp, sharing each x load */
@@ -272,7 +272,7 @@ static int local_named(lctx *c, const char *name, int64_t len) {
   return kir_buf_local(c->k, name, MLC_F32, len);
 }
 static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *rows, int nw, int L, int X,
-                        kir_node *xbase, int *res) {
+                        kir_node *const *xbases, int RT, int *res) {
   kir_kernel *k = c->k;
   const mlc_qscheme *q = ws[0]->q;
   int pw = q->per_word, wpg = q->group / pw;
@@ -281,11 +281,14 @@ static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node
   const char *fu = getenv("MLC_QWORDS"); /* experiments: words a lane loads per trip (1, 2, 4) */
   if (fu && (atoi(fu) == 1 || atoi(fu) == 2 || atoi(fu) == 4) && words % (L * atoi(fu)) == 0)
     U = atoi(fu);
+  if (RT > 1) /* RT rows of x (a tile of the step's rows) share each word: one word a trip */
+    U = 1;
+  MLC_ASSERT(U * RT <= 4 && nw <= 2);
   k->lanes = L;
   if (L > 32) /* a block per output: lane sums through shared memory */
     k->block = L;
-  int acc[2];
-  for (int i = 0; i < nw; i++) {
+  int acc[8];
+  for (int i = 0; i < nw * RT; i++) {
     acc[i] = kir_var(k, "qa", KIR_F32);
     kir_push(blk, kir_local(k, acc[i], F(c, 0)));
   }
@@ -293,7 +296,7 @@ static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node
   kir_block body = {0};
   /* every load of the trip first (x slices, words, scales), then the arithmetic: the loads of
    * all U words are in flight together */
-  int xv[4][8], wv[4][2], sv[4][2];
+  int xv[4][4][2], wv[4][2], sv[4][2];
   for (int u = 0; u < U; u++) {
     kir_node *wi = ADD(MUL(ADD(MUL(V(t), I(c, U)), I(c, u)), I(c, L)), kir_lane(k));
     for (int i = 0; i < nw; i++) {
@@ -303,40 +306,34 @@ static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node
       sv[u][i] = kir_var(k, "qsc", KIR_F32);
       kir_push(&body, kir_local(k, sv[u][i], LD(w->sbuf, ADD(MUL(rows[i], I(c, words / wpg)), DIV(wi, I(c, wpg))))));
     }
-    for (int h = 0; h < pw / 4 && h < 8; h++) {
-      char nm[24];
-      snprintf(nm, sizeof nm, "qx%d_%d", u, h);
-      xv[u][h] = local_named(c, nm, 4);
-      kir_push(&body, kir_vload(k, xv[u][h], X, ADD(xbase, ADD(MUL(wi, I(c, pw)), I(c, 4 * h)))));
-    }
+    for (int rt = 0; rt < RT; rt++)
+      for (int h = 0; h < pw / 4 && h < 2; h++) {
+        char nm[24];
+        snprintf(nm, sizeof nm, "qx%d_%d", u * RT + rt, h);
+        xv[u][rt][h] = local_named(c, nm, 4);
+        kir_push(&body, kir_vload(k, xv[u][rt][h], X, ADD(xbases[rt], ADD(MUL(wi, I(c, pw)), I(c, 4 * h)))));
+      }
   }
   for (int u = 0; u < U; u++)
-    for (int i = 0; i < nw; i++) {
-      const wsrc *w = ws[i];
-      kir_node *dot = NULL;
-      for (int e = 0; e < pw; e++) {
-        kir_node *term = MUL(qvalue(c, w, V(wv[u][i]), I(c, e)), LD(xv[u][e / 4], I(c, e % 4)));
-        dot = dot ? ADD(dot, term) : term;
+    for (int rt = 0; rt < RT; rt++)
+      for (int i = 0; i < nw; i++) {
+        const wsrc *w = ws[i];
+        kir_node *dot = NULL;
+        for (int e = 0; e < pw; e++) {
+          kir_node *term = MUL(qvalue(c, w, V(wv[u][i]), I(c, e)), LD(xv[u][rt][e / 4], I(c, e % 4)));
+          dot = dot ? ADD(dot, term) : term;
+        }
+        int a = acc[rt * nw + i];
+        kir_push(&body, kir_assign(k, a, ADD(V(a), MUL(dot, V(sv[u][i])))));
       }
-      kir_push(&body, kir_assign(k, acc[i], ADD(V(acc[i]), MUL(dot, V(sv[u][i])))));
-    }
   int64_t trips = words / (L * U);
   /* rolled beyond 2 trips: more warps resident rather than more loads in flight per warp */
   kir_push(blk, kir_for(k, t, I(c, 0), I(c, trips), trips <= 2 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL,
                         kir_block_done(k, &body)));
-  for (int i = 0; i < nw; i++) {
+  for (int i = 0; i < nw * RT; i++) {
     res[i] = kir_var(k, "qs", KIR_F32);
     kir_push(blk, kir_local(k, res[i], kir_un(k, KIR_LANE_SUM, V(acc[i]))));
   }
-}
-/* A GEMV kernel with lanes whose every index fits in 32 bits (weight rows x K, and a step of up to
- * 16384 rows of x and of the output): integer arithmetic in 32 bits (kir_kernel.idx32; CUDA renders
- * int instead of long long: about half the index instructions). $MLC_NO_IDX32 turns it off. */
-static void gemv_idx32(lctx *c, int64_t wrows, int64_t K, int64_t N, int64_t xs) {
-  const int64_t lim = (int64_t)1 << 31, rmax = 16384;
-  if (c->k->lanes > 1 && !c->d->generic && wrows > 0 && wrows * K < lim && rmax * N < lim && rmax * xs < lim &&
-      !getenv("MLC_NO_IDX32"))
-    c->k->idx32 = true;
 }
 /* wdot, with lanes where the schedule allows */
 static int wdot_any(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X, kir_node *xbase, kir_node *K,
@@ -344,7 +341,7 @@ static int wdot_any(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X
   int n = lane_slice(c, w), L = n ? 0 : qlane_ok(c, w, SZ(c, 0));
   if (L) {
     int res;
-    wdot_qlanes(c, blk, &w, &row, 1, L, X, xbase, &res);
+    wdot_qlanes(c, blk, &w, &row, 1, L, X, &xbase, 1, &res);
     return res;
   }
   return n ? wdot_lanes(c, blk, w, n, row, X, xbase, tag) : wdot(c, blk, w, row, X, xbase, K, tag);
@@ -352,6 +349,58 @@ static int wdot_any(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X
 /* a store that one lane makes when the kernel uses lanes */
 static kir_node *lane0(lctx *c, kir_node *st) {
   return c->k->lanes > 1 ? kir_if(c->k, kir_bin(c->k, KIR_EQ, kir_lane(c->k), I(c, 0)), st, NULL) : st;
+}
+
+static kir_node *act(lctx *c, int kind, kir_node *x);
+static kir_node *softcap(lctx *c, kir_node *x, kir_node *cap);
+/* what a packed-weight GEMV stores: matmul (+ bias, softcap) or gated (act(gate) * up) */
+typedef struct qgemv_epi {
+  int out, bias, act;
+  kir_node *N;
+  bool cap, gated;
+} qgemv_epi;
+static kir_node *qgemv_val(lctx *c, const qgemv_epi *e, kir_node *j, const int *s) {
+  if (e->gated)
+    return MUL(act(c, e->act, V(s[0])), V(s[1]));
+  kir_node *y = V(s[0]);
+  if (e->bias >= 0)
+    y = ADD(y, LD(e->bias, j));
+  return e->cap ? softcap(c, y, FV(c, 0)) : y;
+}
+/*
+ * The whole packed-weight GEMV kernel (matmul / gated_matmul without experts, lanes taken): a step
+ * of one row (decode) as wdot_qlanes; more rows (prefill) in tiles of QRT rows of x that share each
+ * weight word (a tile past the step's rows repeats its last row, stores off), so the weights are
+ * read once per tile rather than once per row.
+ */
+enum { QRT = 4 };
+static void qgemv_rows(lctx *c, const wsrc *const *ws, kir_node *const *rows, int nw, int L, int X, kir_node *xs,
+                       const qgemv_epi *e) {
+  kir_kernel *k = c->k;
+  kir_node *j = kir_grid(k), *R = DYN(c, 0);
+  kir_block one = {0};
+  int s1[2];
+  kir_node *x0 = I(c, 0);
+  wdot_qlanes(c, &one, ws, rows, nw, L, X, &x0, 1, s1);
+  kir_push(&one, lane0(c, kir_store(k, e->out, j, qgemv_val(c, e, j, s1))));
+  int rt = kir_var(k, "rt", KIR_I64);
+  kir_block tb = {0};
+  kir_node *xb[QRT];
+  int rr[QRT];
+  for (int i = 0; i < QRT; i++) {
+    rr[i] = kir_var(k, "rr", KIR_I64);
+    kir_push(&tb, kir_local(k, rr[i], kir_bin(k, KIR_MIN, ADD(MUL(V(rt), I(c, QRT)), I(c, i)), SUB(R, I(c, 1)))));
+    xb[i] = MUL(V(rr[i]), xs);
+  }
+  int s4[2 * QRT];
+  wdot_qlanes(c, &tb, ws, rows, nw, L, X, xb, QRT, s4);
+  for (int i = 0; i < QRT; i++) {
+    kir_node *live = kir_bin(k, KIR_LT, ADD(MUL(V(rt), I(c, QRT)), I(c, i)), R);
+    kir_node *st = kir_store(k, e->out, ADD(MUL(V(rr[i]), e->N), j), qgemv_val(c, e, j, &s4[i * nw]));
+    kir_push(&tb, lane0(c, kir_if(k, live, st, NULL)));
+  }
+  kir_node *tiles = kir_for(k, rt, I(c, 0), DIV(ADD(R, I(c, QRT - 1)), I(c, QRT)), KIR_LOOP_SERIAL, kir_block_done(k, &tb));
+  kir_finish(k, kir_if(k, kir_bin(k, KIR_EQ, R, I(c, 1)), kir_block_done(k, &one), tiles));
 }
 
 /*
@@ -562,7 +611,120 @@ typedef struct tile_op {
   int bias;     /* matmul: bias buffer or -1 */
   bool cap;     /* matmul: softcap */
   int act;      /* gated: activation kind */
+  int xq, xd, xn; /* 8-bit activations (tile_dots_i8): scratch arrays, else -1 */
 } tile_op;
+
+/*
+ * 4-bit weights times 8-bit activations (C tiles with tunables int8_act; docs/compiler.md "8-bit
+ * activations"). The kernel's prologue (i8_prologue) has quantized the step's x rows. Per block
+ * of 128 elements, the 16 plain q4 words of a weight row are one VI32 load: their low nibbles
+ * are the even elements of each lane's 8 and the high nibbles the odd ones, which match the two
+ * 64-byte halves of the block's quantized x; per lane (8 elements, one group)
+ *   d = vdot(vdot(-max_int * sum(q_x), low, x_even), high, x_odd)     (exact integers)
+ *   acc += float(d) * (scale_w * scale_x)
+ * and the output is VSUM(acc): one order whatever the tile, the thread split or the step's rows.
+ */
+static void tile_dots_i8(lctx *c, kir_block *blk, const tile_op *t, kir_node *r0, int nr, const trow *wr, int nw, int *res) {
+  kir_kernel *k = c->k;
+  const mlc_qscheme *q = wr[0].il->q;
+  int64_t K = t->w[0]->K->i, wpb = 128 / q->per_word;
+  int acc[TILE_MAX * TILE_MAX];
+  for (int i = 0; i < nr * nw; i++) {
+    acc[i] = kir_var(k, "acc", KIR_VF32);
+    kir_push(blk, kir_local(k, acc[i], kir_vbcast(k, F(c, 0))));
+  }
+  int kb = kir_var(k, "kb", KIR_I64);
+  kir_block body = {0};
+  int lo[TILE_MAX], hi[TILE_MAX], sw[TILE_MAX];
+  kir_node *nib = kir_vbcast(k, I(c, 0x0F0F0F0F));
+  for (int j = 0; j < nw; j++) {
+    int wv = kir_var(k, "wq", KIR_VI32);
+    lo[j] = kir_var(k, "lo", KIR_VI32), hi[j] = kir_var(k, "hi", KIR_VI32), sw[j] = kir_var(k, "sw", KIR_VF32);
+    kir_push(&body, kir_local(k, wv, kir_vld(k, wr[j].il->buf, qword_idx(c, wr[j].il, wr[j].row, MUL(V(kb), I(c, wpb))))));
+    kir_push(&body, kir_local(k, lo[j], kir_bin(k, KIR_BITAND, V(wv), nib)));
+    kir_push(&body, kir_local(k, hi[j], kir_bin(k, KIR_BITAND, kir_bin(k, KIR_SHR, V(wv), kir_vbcast(k, I(c, 4))), nib)));
+    kir_push(&body, kir_local(k, sw[j], kir_vld4(k, wr[j].il->sbuf, qscale_idx(c, wr[j].il, wr[j].row, MUL(V(kb), I(c, 128))))));
+  }
+  for (int i = 0; i < nr; i++) {
+    kir_block rb = {0};
+    kir_node *r = ADD(r0, I(c, i));
+    kir_node *qb = ADD(MUL(r, I(c, K)), MUL(V(kb), I(c, 128))), *lb = ADD(MUL(r, I(c, K / 8)), MUL(V(kb), I(c, 16)));
+    int xl = kir_var(k, "xl", KIR_VI32), xh = kir_var(k, "xh", KIR_VI32), xd = kir_var(k, "xd", KIR_VF32),
+        xn = kir_var(k, "xn", KIR_VI32);
+    kir_push(&rb, kir_local(k, xl, kir_vld(k, t->xq, qb)));
+    kir_push(&rb, kir_local(k, xh, kir_vld(k, t->xq, ADD(qb, I(c, 64)))));
+    kir_push(&rb, kir_local(k, xd, kir_vld(k, t->xd, lb)));
+    kir_push(&rb, kir_local(k, xn, kir_vld(k, t->xn, lb)));
+    for (int j = 0; j < nw; j++) {
+      kir_node *d = kir_vdot(k, kir_vdot(k, V(xn), V(lo[j]), V(xl)), V(hi[j]), V(xh));
+      int a = acc[i * nw + j];
+      kir_push(&rb, kir_assign(k, a, ADD(V(a), MUL(kir_un(k, KIR_TOF, d), MUL(V(sw[j]), V(xd))))));
+    }
+    kir_push(&body, kir_block_done(k, &rb));
+  }
+  kir_push(blk, kir_for(k, kb, I(c, 0), I(c, K / 128), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
+  for (int i = 0; i < nr * nw; i++) {
+    res[i] = kir_var(k, "s", KIR_F32);
+    kir_push(blk, kir_local(k, res[i], kir_vsum(k, V(acc[i]))));
+  }
+}
+
+/*
+ * The prologue of an 8-bit-activation kernel: every row r of the step's x, per group of 32:
+ * d = max|x| / 127, q = round(x / d) (half away from zero; 0 where d = 0), stored in block order
+ * (element 8l + j of a block of 128 at byte (j % 2) * 64 + 4l + j / 2); per lane l of 8 elements:
+ * xd = d, xn = -max_int * sum(q).
+ */
+static kir_node *i8_prologue(lctx *c, const tile_op *t) {
+  kir_kernel *k = c->k;
+  int64_t K = t->w[0]->K->i, mi = t->w[0]->q->max_int;
+  kir_node *R = DYN(c, 0);
+  int r = kir_var(k, "pr", KIR_I64), g = kir_var(k, "pg", KIR_I64), i = kir_var(k, "pi", KIR_I64);
+  int amax = kir_var(k, "amax", KIR_F32), d = kir_var(k, "d", KIR_F32), id = kir_var(k, "id", KIR_F32);
+  kir_node *xrow = MUL(V(r), t->xs);
+  kir_block gb = {0};
+  kir_push(&gb, kir_local(k, amax, F(c, 0)));
+  kir_push(&gb, kir_for(k, i, I(c, 0), I(c, 32), KIR_LOOP_SERIAL,
+                        kir_assign(k, amax, kir_bin(k, KIR_MAX, V(amax), kir_un(k, KIR_ABS, LD(t->X, ADD(xrow, ADD(MUL(V(g), I(c, 32)), V(i)))))))));
+  kir_push(&gb, kir_local(k, d, DIV(V(amax), F(c, 127.0))));
+  kir_push(&gb, kir_local(k, id, kir_sel(k, kir_bin(k, KIR_NE, V(d), F(c, 0)), DIV(F(c, 1.0), V(d)), F(c, 0))));
+  int l = kir_var(k, "pl", KIR_I64), j = kir_var(k, "pj", KIR_I64), sum = kir_var(k, "psum", KIR_I64),
+      v = kir_var(k, "pv", KIR_F32), qv = kir_var(k, "pq", KIR_I64);
+  kir_node *kk = ADD(ADD(MUL(V(g), I(c, 32)), MUL(V(l), I(c, 8))), V(j)); /* element of the row */
+  kir_block jb = {0};
+  kir_push(&jb, kir_local(k, v, MUL(LD(t->X, ADD(xrow, kk)), V(id))));
+  kir_push(&jb, kir_local(k, qv, kir_un(k, KIR_TOI, kir_un(k, KIR_ROUND, V(v)))));
+  kir_node *dst = ADD(ADD(MUL(DIV(kk, I(c, 128)), I(c, 128)), MUL(MOD(V(j), I(c, 2)), I(c, 64))),
+                      ADD(MUL(DIV(MOD(kk, I(c, 128)), I(c, 8)), I(c, 4)), DIV(V(j), I(c, 2))));
+  kir_push(&jb, kir_store(k, t->xq, ADD(MUL(V(r), I(c, K)), dst), V(qv)));
+  kir_push(&jb, kir_assign(k, sum, ADD(V(sum), V(qv))));
+  kir_block lb = {0};
+  kir_push(&lb, kir_local(k, sum, I(c, 0)));
+  kir_push(&lb, kir_for(k, j, I(c, 0), I(c, 8), KIR_LOOP_SERIAL, kir_block_done(k, &jb)));
+  kir_node *li = ADD(MUL(V(r), I(c, K / 8)), ADD(MUL(V(g), I(c, 4)), V(l)));
+  kir_push(&lb, kir_store(k, t->xd, li, V(d)));
+  kir_push(&lb, kir_store(k, t->xn, li, MUL(V(sum), I(c, -mi))));
+  kir_push(&gb, kir_for(k, l, I(c, 0), I(c, 4), KIR_LOOP_SERIAL, kir_block_done(k, &lb)));
+  kir_node *gl = kir_for(k, g, I(c, 0), I(c, K / 32), KIR_LOOP_SERIAL, kir_block_done(k, &gb));
+  return kir_for(k, r, I(c, 0), R, KIR_LOOP_SERIAL, gl);
+}
+
+static bool i8_ok(lctx *c, const wsrc *w) {
+  const mlc_qscheme *q = w->q;
+  return c->tu->vec && c->tu->int8_act && !c->d->generic && q && !q->kn && !q->il && q->bits == 4 && q->per_word == 8 &&
+         q->group == 32 && w->K->op == KIR_CONST && w->K->i % 128 == 0 && !getenv("MLC_NO_INT8");
+}
+
+/* declares the scratch arrays of 8-bit activations and the prologue that fills them */
+static void i8_setup(lctx *c, tile_op *t) {
+  kir_kernel *k = c->k;
+  int64_t K = t->w[0]->K->i;
+  kir_node *R = DYN(c, 0);
+  t->xq = kir_buf_scratch(k, "xq", MLC_I8, MUL(R, I(c, K)));
+  t->xd = kir_buf_scratch(k, "xd", MLC_F32, MUL(R, I(c, K / 8)));
+  t->xn = kir_buf_scratch(k, "xn", MLC_I32, MUL(R, I(c, K / 8)));
+  k->prologue = i8_prologue(c, t);
+}
 
 static kir_node *tile_out(lctx *c, const tile_op *t, kir_node *r, kir_node *j, const int *s, int col, int ncol) {
   kir_node *y;
@@ -587,7 +749,9 @@ static kir_node *tile_rows(lctx *c, const tile_op *t, const trow *wr, int ncol, 
     xb[i] = MUL(ADD(r0, I(c, i)), t->xs);
   int nw = ncol * t->nsrc;
   int res[TILE_MAX * TILE_MAX];
-  if (wr[0].il)
+  if (t->xq >= 0)
+    tile_dots_i8(c, &blk, t, r0, nr, wr, nw, res);
+  else if (wr[0].il)
     tile_dots_il(c, &blk, t->X, xb, nr, wr, nw, t->w[0]->K->i, res);
   else
     tile_dots(c, &blk, t->X, xb, nr, wr, nw, t->w[0]->K->i, res);
@@ -601,7 +765,7 @@ static kir_node *tile_rows(lctx *c, const tile_op *t, const trow *wr, int ncol, 
 static kir_node *tile_all_rows(lctx *c, const tile_op *t, const trow *wr, int ncol, kir_node *j0) {
   kir_kernel *k = c->k;
   kir_block blk = {0};
-  int TR = c->tu->tile_rows;
+  int TR = t->xq >= 0 ? c->tu->i8_rows : c->tu->tile_rows;
   kir_node *R = DYN(c, 0);
   int rt = kir_var(k, "rt", KIR_I64), r = kir_var(k, "r", KIR_I64);
   kir_push(&blk, kir_for(k, rt, I(c, 0), DIV(R, I(c, TR)), KIR_LOOP_SERIAL,
@@ -643,7 +807,7 @@ static kir_node *tile_columns(lctx *c, const tile_op *t, kir_node *j0, int ncol)
         wr[nw] = (trow){w->buf, MUL(row, w->K), NULL, NULL};
         continue;
       }
-      if (w->q->il) {
+      if (w->q->il || t->xq >= 0) {
         wr[nw] = (trow){-1, NULL, w, row};
         continue;
       }
@@ -652,7 +816,7 @@ static kir_node *tile_columns(lctx *c, const tile_op *t, kir_node *j0, int ncol)
       wr[nw] = (trow){deq, I(c, nw * K), NULL, NULL};
       deq_row(c, &blk, w, row, deq, I(c, nw * K));
     }
-  if (wr[0].il) {
+  if (wr[0].il && t->xq < 0) {
     /* interleaved weights: read in place for a few rows (decode); from `deq_il_rows` rows on,
      * dequantized once into a local f32 copy that every row tile reuses (prefill). Both give
      * the same values in the same order (tile_dots_il, deq_il), so the choice does not change
@@ -779,8 +943,18 @@ static void rule_matmul(lctx *c) {
   int ids = expert ? kir_buf_arg(k, "ids", MLC_I32, false) : -1;  /* [R] */
   wsrc_scale(c, &w, "w_scale");
   if (!expert && tile_ok(c, &w)) {
-    tile_op t = {.w = {&w}, .roff = {I(c, 0)}, .nsrc = 1, .X = x, .xs = xs, .out = out, .N = N, .bias = bb, .cap = cap};
+    tile_op t = {.w = {&w}, .roff = {I(c, 0)}, .nsrc = 1, .X = x, .xs = xs, .out = out, .N = N, .bias = bb, .cap = cap,
+                 .xq = -1, .xd = -1, .xn = -1};
+    if (i8_ok(c, &w))
+      i8_setup(c, &t);
     tile_kernel(c, &t);
+    return;
+  }
+  int QL = expert ? 0 : qlane_ok(c, &w, N);
+  if (QL) {
+    const wsrc *ws[1] = {&w};
+    qgemv_epi e = {.out = out, .bias = bb, .N = N, .cap = cap};
+    qgemv_rows(c, ws, &j, 1, QL, x, xs, &e);
     return;
   }
   int r = kir_var(k, "r", KIR_I64);
@@ -794,8 +968,6 @@ static void rule_matmul(lctx *c) {
   if (cap)
     y = softcap(c, y, FV(c, 0));
   kir_push(&body, lane0(c, kir_store(k, out, ADD(MUL(V(r), N), j), y)));
-  if (!expert)
-    gemv_idx32(c, d->size[0], d->size[1], d->size[0], d->size[3]);
   kir_finish(k, kir_for(k, r, I(c, 0), DYN(c, 0), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
 }
 
@@ -814,11 +986,21 @@ static void rule_gated(lctx *c) {
   wsrc_scale(c, &wu, "wu_scale");
   if (!expert && tile_ok(c, &wg) && c->tu->tile_cols % 2 == 0) {
     tile_op t = {.w = {&wg, &wu}, .roff = {I(c, 0), upoff}, .nsrc = 2, .X = x, .xs = xs, .out = out, .N = Fd, .bias = -1,
-                 .act = d->var[1]};
+                 .act = d->var[1], .xq = -1, .xd = -1, .xn = -1};
+    if (i8_ok(c, &wg))
+      i8_setup(c, &t);
     tile_kernel(c, &t);
     return;
   }
   kir_node *j = kir_grid(k);
+  int QL = expert ? 0 : qlane_ok(c, &wg, Fd);
+  if (QL) {
+    const wsrc *ws[2] = {&wg, &wu};
+    kir_node *rows[2] = {j, ADD(upoff, j)};
+    qgemv_epi e = {.out = out, .bias = -1, .act = d->var[1], .N = Fd, .gated = true};
+    qgemv_rows(c, ws, rows, 2, QL, x, xs, &e);
+    return;
+  }
   int r = kir_var(k, "r", KIR_I64);
   kir_node *xrow = expert ? DIV(V(r), SZ(c, 2)) : V(r);
   kir_node *ebase = expert ? MUL(LD(ids, V(r)), rpe) : I(c, 0);
@@ -828,15 +1010,15 @@ static void rule_gated(lctx *c) {
     const wsrc *ws[2] = {&wg, &wu};
     kir_node *rows[2] = {ADD(ebase, j), ADD(ADD(ebase, upoff), j)};
     int res[2];
-    wdot_qlanes(c, &body, ws, rows, 2, L, x, MUL(xrow, xs), res);
+    kir_node *xb = MUL(xrow, xs);
+    wdot_qlanes(c, &body, ws, rows, 2, L, x, &xb, 1, res);
     sg = res[0], su = res[1];
   } else {
     sg = wdot_any(c, &body, &wg, ADD(ebase, j), x, MUL(xrow, xs), K, "g");
     su = wdot_any(c, &body, &wu, ADD(ADD(ebase, upoff), j), x, MUL(xrow, xs), K, "u");
   }
   kir_push(&body, lane0(c, kir_store(k, out, ADD(MUL(V(r), Fd), j), MUL(act(c, d->var[1], V(sg)), V(su)))));
-  if (!expert)
-    gemv_idx32(c, d->size[4], d->size[1], d->size[0], d->size[5]);
+
   kir_finish(k, kir_for(k, r, I(c, 0), DYN(c, 0), KIR_LOOP_SERIAL, kir_block_done(k, &body)));
 }
 

@@ -43,6 +43,8 @@ typedef struct mlc_tunables {
   int tile_rows;   /* C tiles: rows of x held in registers */
   int tile_cols;   /* C tiles: output columns (weight rows) held in registers */
   int deq_il_rows; /* C tiles: steps of this many rows dequantize interleaved weights once per tile */
+  int int8_act;    /* C tiles: 4-bit weights multiply 8-bit quantized activations (integer dot products) */
+  int i8_rows;     /* C tiles with 8-bit activations: rows of x per tile */
 } mlc_tunables;
 const mlc_tunables *mlc_tunables_for(kir_lang lang);
 

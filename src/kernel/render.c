@@ -59,7 +59,9 @@ static const char *C_PRELUDE =
     "#pragma GCC optimize(\"schedule-insns\", \"sched-pressure\")\n"
     "#endif\n"
     "#if defined(__GNUC__)\n#pragma GCC diagnostic ignored \"-Wpsabi\"\n#endif\n"
-    "#if defined(__AVX512F__) || defined(__F16C__)\n#include <immintrin.h>\n#endif\n"
+    "#if defined(__AVX512F__) || defined(__F16C__) || defined(__AVX2__)\n#include <immintrin.h>\n#endif\n"
+    "#if defined(__ARM_FEATURE_DOTPROD)\n#include <arm_neon.h>\n#endif\n"
+    "#include <stdlib.h>\n"
     "typedef float mlc_vf __attribute__((vector_size(64)));\n"
     "typedef int32_t mlc_vi __attribute__((vector_size(64)));\n"
     "typedef uint16_t mlc_vh __attribute__((vector_size(32)));\n"
@@ -83,6 +85,40 @@ static const char *C_PRELUDE =
     /* broadcasts as scalar-vector arithmetic, which GCC turns into one broadcast (x - 0 keeps -0) */
     "static inline mlc_vf mlc_vbf(float x) { return x - (mlc_vf){0}; }\n"
     "static inline mlc_vi mlc_vbi(int64_t x) { return (int32_t)x + (mlc_vi){0}; }\n"
+    "static inline mlc_vf mlc_vld4_f32(const float *p) { mlc_vf v; for (int i = 0; i < 16; i++) v[i] = p[i >> 2]; return v; }\n"
+    "static inline mlc_vf mlc_vld4_f16(const uint16_t *p) {\n"
+    "#if defined(__AVX512F__)\n"
+    "  __m128 s = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)p));\n"
+    "  return (mlc_vf)_mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_castps128_ps512(s));\n"
+    "#else\n"
+    "  mlc_vf v; for (int i = 0; i < 16; i++) v[i] = mlc_h2f(p[i >> 2]); return v;\n"
+    "#endif\n"
+    "}\n"
+    "/* per 32-bit lane: acc + the dot of its 4 unsigned bytes of a with the 4 signed bytes of b */\n"
+    "static inline mlc_vi mlc_vdot(mlc_vi acc, mlc_vi a, mlc_vi b) {\n"
+    "#if defined(__AVX512VNNI__) && defined(__AVX512F__)\n"
+    "  return (mlc_vi)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)a, (__m512i)b);\n"
+    "#elif defined(__AVX2__)\n"
+    "  const __m256i one = _mm256_set1_epi16(1); __m256i x[2], y[2], z[2]; memcpy(x, &a, 64); memcpy(y, &b, 64); memcpy(z, &acc, 64);\n"
+    "  for (int h = 0; h < 2; h++) z[h] = _mm256_add_epi32(z[h], _mm256_madd_epi16(_mm256_maddubs_epi16(x[h], y[h]), one));\n"
+    "  mlc_vi r; memcpy(&r, z, 64); return r;\n"
+    "#elif defined(__ARM_FEATURE_DOTPROD)\n"
+    "  int32x4_t z[4]; int8x16_t x[4], y[4]; memcpy(z, &acc, 64); memcpy(x, &a, 64); memcpy(y, &b, 64);\n"
+    "  for (int h = 0; h < 4; h++) z[h] = vdotq_s32(z[h], x[h], y[h]); /* a holds 0..127 */\n"
+    "  mlc_vi r; memcpy(&r, z, 64); return r;\n"
+    "#else\n"
+    "  uint8_t x[64]; int8_t y[64]; memcpy(x, &a, 64); memcpy(y, &b, 64);\n"
+    "  for (int l = 0; l < 16; l++) for (int j = 0; j < 4; j++) acc[l] += (int32_t)x[4 * l + j] * (int32_t)y[4 * l + j];\n"
+    "  return acc;\n"
+    "#endif\n"
+    "}\n"
+    "/* per-thread scratch arrays of the kernels with a prologue, grown as needed, kept for the thread */\n"
+    "static _Thread_local void *mlc_scr[4];\n"
+    "static _Thread_local size_t mlc_scr_n[4];\n"
+    "static inline void *mlc_scratch(int s, size_t n) {\n"
+    "  if (n > mlc_scr_n[s]) { free(mlc_scr[s]); mlc_scr[s] = aligned_alloc(64, (n + 63) & ~(size_t)63); mlc_scr_n[s] = mlc_scr[s] ? n : 0; }\n"
+    "  return mlc_scr[s];\n"
+    "}\n"
     "/* one fixed order: pairwise halving */\n"
     "static inline float mlc_vsum(mlc_vf v) {\n"
     "  float a[16]; memcpy(a, &v, sizeof a);\n"
@@ -150,7 +186,6 @@ typedef struct rctx {
   kir_lang lang;
   mlc_buf *out;
   int indent;
-  bool i32; /* CUDA, kir_kernel.idx32: the IR's integers as 32-bit int */
 } rctx;
 
 /* GLSL reserves words like `out`: buffers are prefixed there. */
@@ -273,7 +308,7 @@ static void expr(rctx *r, const kir_node *n) {
     else if (r->lang == KIR_LANG_C)
       mlc_buf_printf(o, "INT64_C(%lld)", (long long)n->i);
     else if (r->lang == KIR_LANG_CUDA)
-      mlc_buf_printf(o, r->i32 && n->i == (int32_t)n->i ? "%lld" : "%lldLL", (long long)n->i);
+      mlc_buf_printf(o, "%lldLL", (long long)n->i);
     else if (r->lang == KIR_LANG_OPENCL)
       mlc_buf_printf(o, "%lldL", (long long)n->i);
     else
@@ -307,6 +342,22 @@ static void expr(rctx *r, const kir_node *n) {
     mlc_buf_puts(o, ")");
     return;
   }
+  case KIR_VLD4:
+    MLC_ASSERT(r->lang == KIR_LANG_C);
+    mlc_buf_printf(o, "%s(%s + ", r->k->bufs[n->a].dtype == MLC_F16 ? "mlc_vld4_f16" : "mlc_vld4_f32", bname(r, &r->k->bufs[n->a]));
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ")");
+    return;
+  case KIR_VDOT:
+    MLC_ASSERT(r->lang == KIR_LANG_C);
+    mlc_buf_puts(o, "mlc_vdot(");
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ", ");
+    expr(r, n->src[1]);
+    mlc_buf_puts(o, ", ");
+    expr(r, n->src[2]);
+    mlc_buf_puts(o, ")");
+    return;
   case KIR_VBCAST:
     if (n->src[0]->op == KIR_LOAD && r->k->bufs[n->src[0]->a].dtype == MLC_F16 && !r->k->bufs[n->src[0]->a].local) {
       mlc_buf_printf(o, "mlc_vbf(mlc_h2f1(%s[", bname(r, &r->k->bufs[n->src[0]->a]));
@@ -359,7 +410,7 @@ static void expr(rctx *r, const kir_node *n) {
       [KIR_OR] = "||", [KIR_SHR] = ">>", [KIR_BITAND] = "&"};
   if ((n->op == KIR_SHR || n->op == KIR_BITAND) && r->lang == KIR_LANG_CUDA && n->type == KIR_I64) {
     /* packed weight words (kir.h: a >= 0, b < 32): 32-bit operations, as GLSL's int */
-    mlc_buf_puts(o, r->i32 ? "((int)((unsigned)(" : "((long long)((unsigned)(");
+    mlc_buf_puts(o, "((long long)((unsigned)(");
     expr(r, n->src[0]);
     mlc_buf_printf(o, ") %s (unsigned)(", binop[n->op]);
     expr(r, n->src[1]);
@@ -386,7 +437,8 @@ static void expr(rctx *r, const kir_node *n) {
   case KIR_ERF: fn = L->erf; break;
   case KIR_COS: fn = L->cos; break;
   case KIR_SIN: fn = L->sin; break;
-  case KIR_ABS: fn = isf ? L->fabs : r->lang == KIR_LANG_CUDA && !r->i32 ? "llabs" : "abs"; break;
+  case KIR_ROUND: fn = r->lang == KIR_LANG_C || r->lang == KIR_LANG_CUDA ? "roundf" : "round"; break;
+  case KIR_ABS: fn = isf ? L->fabs : r->lang == KIR_LANG_CUDA ? "llabs" : "abs"; break;
   default: break;
   }
   if (fn) {
@@ -672,6 +724,21 @@ static void render_c(rctx *r) {
                    c_elem(b->dtype), b->name, b->write ? "" : "const ", c_elem(b->dtype), ext++);
   }
   mlc_buf_puts(o, "  (void)ip; (void)fp;\n");
+  int nscr = 0;
+  for (int i = 0; i < k->nbuf; i++) {
+    const kir_buf *b = &k->bufs[i];
+    if (!b->scratch_len)
+      continue;
+    MLC_ASSERT(nscr < 4);
+    mlc_buf_printf(o, "  %s *restrict %s = (%s *)mlc_scratch(%d, sizeof(%s) * (size_t)(", c_elem(b->dtype), b->name,
+                   c_elem(b->dtype), nscr++, c_elem(b->dtype));
+    expr(r, b->scratch_len);
+    mlc_buf_puts(o, "));\n");
+  }
+  if (k->prologue) {
+    r->indent = 1;
+    stmt(r, k->prologue);
+  }
   int step = k->grid_step > 1 ? k->grid_step : 1;
   if (step == 1)
     mlc_buf_printf(o, "  for (int64_t %s_0 = g0; %s_0 < g1; %s_0++) {\n", k->var_name[0], k->var_name[0], k->var_name[0]);
@@ -680,7 +747,7 @@ static void render_c(rctx *r) {
                    k->var_name[0], k->var_name[0], k->var_name[0], step, k->var_name[0], step, k->var_name[0], step);
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
-    if (b->local)
+    if (b->local && !b->scratch_len)
       mlc_buf_printf(o, "    %s %s[%lld];\n", c_elem(b->dtype), b->name, (long long)b->local_len);
   }
   r->indent = 2;
@@ -775,23 +842,21 @@ static void render_cuda(rctx *r) {
     mlc_buf_printf(o, "/* mlc_lanes=%d */\n", k->lanes);
   }
   mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mlc_kargs mlc_A) {\n", block, k->name);
-  const char *it = r->i32 ? "int" : "long long"; /* the IR's integers (kir_kernel.idx32) */
   if (k->lanes > 1) {
-    mlc_buf_printf(o, "  const %s mlc_t = (%s)blockIdx.x * blockDim.x + threadIdx.x;\n", it, it);
-    mlc_buf_printf(o, "  const %s mlc_lane = mlc_t %% %d;\n", it, k->lanes);
+    mlc_buf_puts(o, "  const long long mlc_t = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n");
+    mlc_buf_printf(o, "  const long long mlc_lane = mlc_t %% %d;\n", k->lanes);
     if (k->lanes < 32) {
       /* 32 / lanes indices per warp: the lane sums shuffle across the whole warp, so lanes of an
        * index past the range run on (on the last index) with their stores off (mlc_live) */
       mlc_buf_printf(o, "  if (mlc_A.g0 + mlc_t / 32 * %d >= mlc_A.g1) return;\n", 32 / k->lanes);
       mlc_buf_printf(o, "  const bool mlc_live = mlc_A.g0 + mlc_t / %d < mlc_A.g1;\n", k->lanes);
-      mlc_buf_printf(o, "  const %s %s_0 = (%s)(mlc_live ? mlc_A.g0 + mlc_t / %d : mlc_A.g1 - 1);\n", it, k->var_name[0],
-                     it, k->lanes);
+      mlc_buf_printf(o, "  const long long %s_0 = mlc_live ? mlc_A.g0 + mlc_t / %d : mlc_A.g1 - 1;\n", k->var_name[0],
+                     k->lanes);
     } else {
-      mlc_buf_printf(o, "  const %s %s_0 = (%s)(mlc_A.g0 + mlc_t / %d);\n", it, k->var_name[0], it, k->lanes);
+      mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + mlc_t / %d;\n", k->var_name[0], k->lanes);
     }
   } else {
-    mlc_buf_printf(o, "  const %s %s_0 = (%s)(mlc_A.g0 + (long long)blockIdx.x * blockDim.x + threadIdx.x);\n", it,
-                   k->var_name[0], it);
+    mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + (long long)blockIdx.x * blockDim.x + threadIdx.x;\n", k->var_name[0]);
   }
   if (k->lanes <= 1 || k->lanes >= 32)
     mlc_buf_printf(o, "  if (%s_0 >= mlc_A.g1) return;\n", k->var_name[0]);
@@ -874,14 +939,7 @@ static void render_opencl(rctx *r) {
 
 void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
   rctx r = {.k = k, .L = &LANGS[lang], .lang = lang, .out = out};
-  lang_table l32;
-  if (lang == KIR_LANG_CUDA && k->idx32) { /* 32-bit integer arithmetic (fewer instructions) */
-    l32 = LANGS[lang];
-    l32.t_i64 = "int";
-    l32.toi = "(int)(%s)";
-    r.L = &l32;
-    r.i32 = true;
-  }
+
   MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA || lang == KIR_LANG_GLSL); /* lanes: CUDA and GLSL so far */
   MLC_ASSERT(k->grid_step <= 1 || lang == KIR_LANG_C); /* range steps: the C target */
   if (lang == KIR_LANG_C)

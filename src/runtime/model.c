@@ -408,6 +408,8 @@ static mlc_status alloc_runtime(mlc_model *m) {
 static mlc_status repack_weights(mlc_model *m) {
   if (m->dev->caps.lang != KIR_LANG_C || m->opt.generic_kernels || getenv("MLC_NO_REPACK"))
     return MLC_OK;
+  if (mlc_tunables_for(KIR_LANG_C)->int8_act && !getenv("MLC_NO_INT8"))
+    return MLC_OK; /* 8-bit activations read the plain layout (lower.c tile_dots_i8) */
   mlc_graph *g = &m->g;
   int changed = 0;
   for (int i = 0; i < g->nt; i++) {
