@@ -1,6 +1,9 @@
-/* cmd_bench.c: `mlc bench`: prefill and decode speed on random token ids. */
+/* cmd_bench.c: `mlc bench`: prefill and decode speed on random token ids; `mlc bench --membw`:
+ * the read memory bandwidth of this machine, to put decode speeds against. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli_model.h"
 #include "runtime/runtime.h"
@@ -53,11 +56,125 @@ static double weight_bytes_per_token(const mlc_model *m) {
   return total;
 }
 
+/* ---- mlc bench --membw: read bandwidth probe ----
+ * T threads (the --threads of a model run; default all cores) each stream one contiguous slice of
+ * one buffer (default 1 GiB, filled first so every page is resident), summing it as 64-byte
+ * vectors in four independent accumulators. All threads start a pass together (a barrier) and a
+ * pass ends when the last one finishes; the best pass of N gives the GB/s (1 GB = 1e9 bytes). */
+
+typedef uint64_t membw_vec __attribute__((vector_size(64)));
+
+typedef struct membw_ctx {
+  const unsigned char *buf;
+  size_t slice; /* bytes per thread, a multiple of 256 */
+  int nthreads, reps;
+  pthread_barrier_t bar;
+  double *secs;
+  uint64_t sums[1024]; /* each thread's sum, kept so the reads are not optimised away */
+} membw_ctx;
+
+typedef struct membw_arg {
+  membw_ctx *c;
+  int id;
+} membw_arg;
+
+static uint64_t membw_read(const unsigned char *p, size_t n) {
+  membw_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+  for (size_t i = 0; i < n; i += 256) {
+    membw_vec x0, x1, x2, x3;
+    memcpy(&x0, p + i, 64);
+    memcpy(&x1, p + i + 64, 64);
+    memcpy(&x2, p + i + 128, 64);
+    memcpy(&x3, p + i + 192, 64);
+    a0 += x0, a1 += x1, a2 += x2, a3 += x3;
+  }
+  a0 += a1 + a2 + a3;
+  uint64_t r = 0;
+  for (int k = 0; k < 8; k++)
+    r += a0[k];
+  return r;
+}
+
+static void *membw_worker(void *p) {
+  membw_arg *a = p;
+  membw_ctx *c = a->c;
+  for (int r = 0; r < c->reps; r++) {
+    pthread_barrier_wait(&c->bar);
+    double t0 = a->id == 0 ? mlc_now() : 0;
+    c->sums[a->id] += membw_read(c->buf + (size_t)a->id * c->slice, c->slice);
+    pthread_barrier_wait(&c->bar);
+    if (a->id == 0)
+      c->secs[r] = mlc_now() - t0;
+  }
+  return NULL;
+}
+
+static int cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return a < b ? -1 : a > b;
+}
+
+static int membw_probe(int threads, long mib, long reps, bool json) {
+  if (threads <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (int)n : 1;
+  }
+  if (threads > 1024)
+    threads = 1024;
+  size_t total = (size_t)mib << 20;
+  membw_ctx *c = calloc(1, sizeof *c);
+  membw_arg *args = calloc((size_t)threads, sizeof *args);
+  pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+  if (c)
+    c->secs = calloc((size_t)reps, sizeof(double));
+  if (c)
+    c->slice = total / (size_t)threads / 256 * 256;
+  unsigned char *buf = c && c->slice ? aligned_alloc(4096, (total + 4095) / 4096 * 4096) : NULL;
+  if (!c || !args || !tid || !c->secs || !buf) {
+    fprintf(stderr, "mlc bench: --membw: cannot allocate %ld MiB\n", mib);
+    free(buf), free(tid), free(args);
+    if (c)
+      free(c->secs);
+    free(c);
+    return 1;
+  }
+  /* make every page resident (and not the shared zero page) before timing */
+  memset(buf, 0x5a, total);
+  c->buf = buf;
+  c->nthreads = threads;
+  c->reps = (int)reps;
+  pthread_barrier_init(&c->bar, NULL, (unsigned)threads);
+  for (int t = 0; t < threads; t++)
+    args[t] = (membw_arg){c, t};
+  for (int t = 1; t < threads; t++)
+    if (pthread_create(&tid[t], NULL, membw_worker, &args[t]) != 0) {
+      /* the started threads wait at a barrier that counts all of them: no clean way back */
+      fprintf(stderr, "mlc bench: --membw: could not start %d threads\n", threads);
+      exit(1);
+    }
+  membw_worker(&args[0]);
+  for (int t = 1; t < threads; t++)
+    pthread_join(tid[t], NULL);
+  pthread_barrier_destroy(&c->bar);
+  double bytes = (double)c->slice * threads;
+  qsort(c->secs, (size_t)reps, sizeof(double), cmp_double);
+  double best = bytes / c->secs[0] / 1e9, median = bytes / c->secs[reps / 2] / 1e9;
+  if (json)
+    printf("{\"membw\": true, \"threads\": %d, \"bytes\": %.0f, \"reps\": %ld, \"read_gb_s\": %.3f, "
+           "\"median_read_gb_s\": %.3f}\n",
+           threads, bytes, reps, best, median);
+  else
+    printf("membw: threads %d, read %.0f MiB, best of %ld: %.2f GB/s (median %.2f GB/s)\n", threads, bytes / 1048576.0,
+           reps, best, median);
+  free(buf), free(tid), free(args), free(c->secs), free(c);
+  return 0;
+}
+
 int mlc_cmd_bench(int argc, char **argv) {
   const char *cmd = "bench";
   mlc_cli_model o = {0};
-  long plen = 128, glen = 64;
-  bool json = false;
+  long plen = 128, glen = 64, membw_mib = 1024, membw_reps = 5;
+  bool json = false, membw = false;
   for (int i = 1; i < argc; i++) {
     int r = mlc_cli_model_opt(cmd, argc, argv, &i, &o);
     if (r < 0)
@@ -67,10 +184,14 @@ int mlc_cmd_bench(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      printf("usage: mlc bench MODEL [--prompt-len N] [--gen-len M] [--threads T] [--json] [options]\n\n"
+      printf("usage: mlc bench MODEL [--prompt-len N] [--gen-len M] [--threads T] [--json] [options]\n"
+             "       mlc bench --membw [--threads T] [--membw-mib S] [--membw-reps R] [--json]\n\n"
              "Runs a prefill of N random tokens (default 128), then M greedy decode steps (default 64), and\n"
              "prints prefill and decode tokens/s, time to first token, peak memory, the weight bytes one\n"
-             "decode step reads and the memory bandwidth that implies.\n\n%s",
+             "decode step reads and the memory bandwidth that implies.\n\n"
+             "--membw measures read memory bandwidth instead (no MODEL): T threads (default all cores)\n"
+             "stream one S MiB buffer (default 1024), each its own slice; prints the best of R passes\n"
+             "(default 5) in GB/s (1e9 bytes/s).\n\n%s",
              mlc_cli_model_help);
       return 0;
     } else if ((!strcmp(a, "--prompt-len") || !strcmp(a, "--gen-len")) && v) {
@@ -81,6 +202,16 @@ int mlc_cmd_bench(int argc, char **argv) {
       }
       *(!strcmp(a, "--prompt-len") ? &plen : &glen) = x;
       i++;
+    } else if ((!strcmp(a, "--membw-mib") || !strcmp(a, "--membw-reps")) && v) {
+      long x = strtol(v, &end, 10);
+      if (*end || x < 1 || x > (1 << 20)) {
+        fprintf(stderr, "mlc bench: %s: expected a positive integer, got \"%s\"\n", a, v);
+        return 1;
+      }
+      *(!strcmp(a, "--membw-mib") ? &membw_mib : &membw_reps) = x;
+      i++;
+    } else if (!strcmp(a, "--membw")) {
+      membw = true;
     } else if (!strcmp(a, "--json")) {
       json = true;
     } else if (a[0] != '-' && !o.path) {
@@ -89,6 +220,13 @@ int mlc_cmd_bench(int argc, char **argv) {
       fprintf(stderr, "mlc bench: unexpected argument '%s' (see mlc bench --help)\n", a);
       return 1;
     }
+  }
+  if (membw) {
+    if (o.path) {
+      fprintf(stderr, "mlc bench: --membw takes no MODEL\n");
+      return 1;
+    }
+    return membw_probe(o.opt.threads, membw_mib, membw_reps, json);
   }
   if (!o.path) {
     fprintf(stderr, "usage: mlc bench MODEL [--prompt-len N] [--gen-len M] [--threads T] [--json]\n");

@@ -136,11 +136,15 @@ void mlc_pool_run(mlc_pool *p, mlc_kfn fn, void *const *bufs, const int64_t *ip,
     pthread_mutex_unlock(&p->mu);
   }
   run_slice(p, 0);
-  while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+  /* spin while the workers finish; past a few microseconds, yield: a worker that lost its core to
+   * another process gets it back sooner than by spinning out our time slice */
+  for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#else
-    sched_yield();
+    if (spins < 4000) {
+      __builtin_ia32_pause();
+      continue;
+    }
 #endif
+    sched_yield();
   }
 }
