@@ -491,7 +491,7 @@ static bool tile_ok(lctx *c, const wsrc *w) {
 /* local dst[dbase .. dbase + K) = row `row` of packed weight w, as f32 */
 static void deq_row(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int dst, kir_node *dbase) {
   kir_kernel *k = c->k;
-  if (w->q->kn || w->q->il || w->K->i % w->q->per_word) { /* element by element (also rows ending mid-word: q3f16_1) */
+  if (w->q->kn || w->q->il) { /* element by element */
     int i = kir_var(k, "i", KIR_I64);
     kir_push(blk, kir_for(k, i, I(c, 0), w->K, KIR_LOOP_VECTOR, kir_store(k, dst, ADD(dbase, V(i)), wload(c, w, row, V(i)))));
     return;
