@@ -82,7 +82,7 @@ typedef struct tcase {
   bool bad; /* the descriptor does not match the buffers: not run */
 } tcase;
 
-#define MAXCASES 160
+#define MAXCASES 200
 static tcase cases[MAXCASES];
 static int ncases;
 
@@ -627,7 +627,7 @@ static void case_attention(int n, int64_t Hq, int64_t Hkv, int64_t D, int64_t wi
   tcase *c = new_case(MLC_OP_ATTENTION, "attention n=%d Hq=%lld Hkv=%lld D=%lld window=%lld softcap=%g", n,
                       (long long)Hq, (long long)Hkv, (long long)D, (long long)window, cap);
   c->d.var[0] = cap != 0;
-  SIZES(c, Z(Hq), Z(Hkv), Z(D), Z(window), Z(MAXP), Z(qs));
+  SIZES(c, Z(Hq), Z(Hkv), Z(D), Z(window), Z(MAXP), Z(qs), Z(1));
   c->d.fv[0] = scale;
   c->d.fv[1] = cap;
   c->grid = (int64_t)n * Hq;
@@ -661,6 +661,83 @@ static void case_attention(int n, int64_t Hq, int64_t Hkv, int64_t D, int64_t wi
       for (int64_t i = 0; i < D; i++)
         expect(c, o, (size_t)t * Hq * D + h * D + i, acc[i] / den);
     }
+}
+
+/* attention split over S blocks of positions (graph.h MLC_OP_ATTENTION ia4): per (token, head,
+ * split) the max score, denominator and unnormalised output of the split's positions (chunk ch
+ * of 8 positions belongs to split ch % S); positions chosen so that every split has some */
+static void case_attention_split(int64_t Hq, int64_t Hkv, int64_t D, int S) {
+  int n = 1;
+  int64_t qs = (Hq + 2 * Hkv) * D;
+  float scale = (float)(1.0 / sqrt((double)D));
+  tcase *c = new_case(MLC_OP_ATTENTION, "attention n=%d Hq=%lld Hkv=%lld D=%lld splits=%d", n, (long long)Hq,
+                      (long long)Hkv, (long long)D, S);
+  SIZES(c, Z(Hq), Z(Hkv), Z(D), Z(0), Z(MAXP), Z(qs), Z(S));
+  c->d.fv[0] = scale;
+  c->grid = (int64_t)n * Hq * S;
+  int o = out_buf(c, MLC_F32, (size_t)n * Hq * S * (D + 2), TOL_T, 0);
+  const float *q = in_f32(c, (size_t)n * qs, 2.0);
+  steptoks st = in_tokens(c, n);
+  const float *kv = in_f32(c, kv_elems(Hkv, D), 1.0);
+  MLC_ASSERT(st.pos[0] + 1 >= 8 * S);
+  for (int64_t h = 0; h < Hq; h++) {
+    int64_t kh = h / (Hq / Hkv);
+    const float *qh = q + h * D;
+    for (int s = 0; s < S; s++) {
+      double mx = -INFINITY, den = 0, acc[512] = {0}, sc[64];
+      for (int p = 0; p <= st.pos[0]; p++)
+        if ((p / 8) % S == s) {
+          sc[p] = dotd(qh, kv + kv_at(&st, st.seq[0], p, 0, kh, 0, Hkv, D), D) * scale;
+          mx = sc[p] > mx ? sc[p] : mx;
+        }
+      for (int p = 0; p <= st.pos[0]; p++)
+        if ((p / 8) % S == s) {
+          double e = exp(sc[p] - mx);
+          den += e;
+          const float *vp = kv + kv_at(&st, st.seq[0], p, 1, kh, 0, Hkv, D);
+          for (int64_t i = 0; i < D; i++)
+            acc[i] += e * vp[i];
+        }
+      size_t base = ((size_t)h * S + s) * (size_t)(D + 2);
+      expect(c, o, base, mx);
+      expect(c, o, base + 1, den);
+      for (int64_t i = 0; i < D; i++)
+        expect(c, o, base + 2 + i, acc[i]);
+    }
+  }
+}
+/* the merge of S partial softmax states per (token, head); split 1 of token 0 has none (-inf) */
+static void case_attn_combine(int n, int64_t Hq, int64_t D, int S) {
+  tcase *c = new_case(MLC_OP_ATTN_COMBINE, "attn_combine n=%d Hq=%lld D=%lld splits=%d", n, (long long)Hq, (long long)D, S);
+  SIZES(c, Z(Hq), Z(D), Z(S));
+  c->grid = (int64_t)n * Hq;
+  int o = out_buf(c, MLC_F32, (size_t)n * Hq * D, TOL_T, 0);
+  float *part = in_f32(c, (size_t)n * Hq * S * (D + 2), 2.0);
+  for (int64_t r = 0; r < n * Hq; r++)
+    for (int s = 0; s < S; s++) {
+      float *ps = part + ((size_t)r * S + s) * (size_t)(D + 2);
+      ps[1] = 0.5f + fabsf(ps[1]) * 3; /* denominators are positive */
+      if (r == 0 && s == 1) { /* a split without positions */
+        ps[0] = -INFINITY;
+        ps[1] = 0;
+        for (int64_t i = 0; i < D; i++)
+          ps[2 + i] = 0;
+      }
+    }
+  for (int64_t r = 0; r < n * Hq; r++) {
+    const float *pr = part + (size_t)r * S * (size_t)(D + 2);
+    double m = -INFINITY, den = 0;
+    for (int s = 0; s < S; s++)
+      m = pr[s * (D + 2)] > m ? pr[s * (D + 2)] : m;
+    for (int s = 0; s < S; s++)
+      den += exp(pr[s * (D + 2)] - m) * pr[s * (D + 2) + 1];
+    for (int64_t i = 0; i < D; i++) {
+      double acc = 0;
+      for (int s = 0; s < S; s++)
+        acc += exp(pr[s * (D + 2)] - m) * pr[s * (D + 2) + 2 + i];
+      expect(c, o, (size_t)r * D + i, acc / den);
+    }
+  }
 }
 
 /* logits: random, or rows with ties when ties */
@@ -748,8 +825,8 @@ static const float *in_qw(tcase *c, mlc_dtype dt, int64_t rows, int64_t K, void 
 
 /*
  * The CPU's specialised kernels multiply 4-bit weights (plain layout, K a multiple of 128) with
- * 8-bit activations (docs/compiler.md): per group of 32 of each x row, d = max|x| / 127 and
- * q = roundf(x / d). Returns x as those q * d (R rows of K, doubles), or NULL where the kernel
+ * 8-bit activations (docs/compiler.md), and so do CUDA's: per group of 32 of each x row, d = max|x| / 127 and
+ * q = rintf(x * (1 / d)) (halves to even). Returns x as those q * d (R rows of K, doubles), or NULL where the kernel
  * keeps f32 activations; the reference of the "spec" variant is computed from it.
  */
 static double *i8_ref_x(const mlc_qscheme *s, const float *x, int R, int64_t xs, int64_t K) {
@@ -763,10 +840,13 @@ static double *i8_ref_x(const mlc_qscheme *s, const float *x, int R, int64_t xs,
         amax = fmaxf(amax, fabsf(x[r * xs + g + i]));
       float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
       for (int i = 0; i < 32; i++)
-        q[(size_t)r * K + g + i] = (double)roundf(x[r * xs + g + i] * id) * d;
+        q[(size_t)r * K + g + i] = (double)rintf(x[r * xs + g + i] * id) * d;
     }
   return q;
 }
+/* the variants whose 4-bit kernels take 8-bit activations: the CPU's specialised kernels and
+ * CUDA's (lower.c qgemv_i8); Vulkan and OpenCL keep f32 activations */
+static bool i8_variant(const char *variant) { return !strcmp(variant, "spec") || !strcmp(variant, "cuda spec"); }
 static double dotdd(const double *a, const float *b, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; i++)
@@ -923,6 +1003,10 @@ static void build_cases(void) {
   case_attention(1, 2, 2, 64, 20, 0, 2.0);
   case_attention(5, 8, 1, 24, 0, 1.5f, 3.0);
   case_attention(5, 4, 2, 36, 40, 0, 4.0);
+  case_attention_split(4, 2, 32, 4);
+  case_attention_split(2, 1, 64, 2);
+  case_attn_combine(3, 2, 64, 3);
+  case_attn_combine(1, 4, 20, 8);
   /* moe_route */
   case_moe_route(5, 8, 2, 1, false);
   case_moe_route(5, 5, 3, 0, true);
@@ -996,7 +1080,7 @@ static bool check_out(const tcase *c, const char *variant, int bi) {
       }
       continue;
     }
-    const double *ref = b->ref_i8 && !strcmp(variant, "spec") ? b->ref_i8 : b->ref;
+    const double *ref = b->ref_i8 && i8_variant(variant) ? b->ref_i8 : b->ref;
     double got = ((const float *)b->p)[i], err = fabs(got - ref[i]);
     if (fabs(ref[i]) > maxref)
       maxref = fabs(ref[i]);
@@ -1009,7 +1093,7 @@ static bool check_out(const tcase *c, const char *variant, int bi) {
     double rel = maxerr / (maxref > 0 ? maxref : 1.0);
     if (!(rel <= b->tol)) {
       fail(c, variant, "%s: max rel error %.3g > %.0e at [%zu]: got %.9g, want %.9g", c->bname[bi], rel, b->tol, worst,
-           ((const float *)b->p)[worst], (b->ref_i8 && !strcmp(variant, "spec") ? b->ref_i8 : b->ref)[worst]);
+           ((const float *)b->p)[worst], (b->ref_i8 && i8_variant(variant) ? b->ref_i8 : b->ref)[worst]);
       ok = false;
     }
   }

@@ -14,6 +14,7 @@ static const char *OP_NAMES[MLC_OP_COUNT] = {
     [MLC_OP_ATTENTION] = "attention",   [MLC_OP_MOE_ROUTE] = "moe_route",
     [MLC_OP_MOE_COMBINE] = "moe_combine", [MLC_OP_GATHER_ROWS] = "gather_rows",
     [MLC_OP_ALLREDUCE] = "allreduce",   [MLC_OP_ALLGATHER] = "allgather",
+    [MLC_OP_ATTN_COMBINE] = "attn_combine",
 };
 const char *mlc_op_name(mlc_opkind k) { return k < MLC_OP_COUNT ? OP_NAMES[k] : "?"; }
 

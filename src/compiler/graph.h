@@ -83,13 +83,16 @@ typedef enum mlc_opkind {
   MLC_OP_ROPE_KV,      /* fused ROPE(q) + ROPE(k) + KV_APPEND: in q, k, v, pos, seq, pages, inv_freq, kv;
                           out q_rot [n,Hq*D]; ia0 Hq, ia1 Hkv, ia2 D, ia3 rot; fa0 cos/sin scale */
   MLC_OP_ATTENTION,    /* in: q [n,Hq*D], pos, seq, pages, kv; out [n,Hq*D]; ia0 Hq, ia1 Hkv, ia2 D,
-                          ia3 window (0: none); fa0 scale, fa1 softcap (0: none) */
+                          ia3 window (0: none), ia4 splits S (0/1: none; S > 1: out is [n, Hq*S*(D+2)], per
+                          (token, head, split) the max score, the softmax denominator and the unnormalised
+                          output of the split's positions, for MLC_OP_ATTN_COMBINE); fa0 scale, fa1 softcap */
   MLC_OP_MOE_ROUTE,    /* in: logits [n,E]; out0 weights [n*k,1] f32, out1 expert ids [n*k,1] i32;
                           ia0 E, ia1 k, ia2 renormalise */
   MLC_OP_MOE_COMBINE,  /* in: y [n*k,H], weights [n*k,1]; out [n,H] = sum_k w*y; ia0 k */
   MLC_OP_GATHER_ROWS,  /* in: x [n,C], rows [m] i32; out [m,C] = x[rows[i], :] */
   MLC_OP_ALLREDUCE,    /* tensor parallel: in x [R,C] (this rank's partial sum); out [R,C] = sum over ranks */
   MLC_OP_ALLGATHER,    /* tensor parallel: in x [R,C/N] (this rank's columns); out [R,C], rank r's at r*C/N */
+  MLC_OP_ATTN_COMBINE, /* in: split attention partials [n, Hq*S*(D+2)]; out [n,Hq*D]; ia0 Hq, ia1 D, ia2 S */
   MLC_OP_COUNT
 } mlc_opkind;
 
@@ -141,6 +144,9 @@ int mlc_pass_fuse_gated(mlc_graph *g);
 int mlc_pass_fuse_softcap(mlc_graph *g);
 int mlc_pass_fuse_rope_kv(mlc_graph *g);
 int mlc_pass_dce(mlc_graph *g);
+/* Attention over S splits of the positions (flash decoding), each a partial softmax state,
+ * merged by an MLC_OP_ATTN_COMBINE inserted after it: S times the parallelism of a decode step. */
+int mlc_pass_split_attention(mlc_graph *g, int S);
 
 /* ---- static memory planning (plan.c) ---- */
 /* Places every activation in one arena, sized for n <= max_n (m <= n): tensors whose lifetimes

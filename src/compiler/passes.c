@@ -241,6 +241,35 @@ int mlc_pass_fuse_rope_kv(mlc_graph *g) {
 }
 
 /* Removes ops whose outputs nobody reads (KV appends are kept: they write the cache). */
+int mlc_pass_split_attention(mlc_graph *g, int S) {
+  if (S <= 1)
+    return 0;
+  int n = 0;
+  for (int i = 0; i < g->nops; i++) {
+    if (g->ops[i].dead || g->ops[i].kind != MLC_OP_ATTENTION || g->ops[i].ia[4] > 1)
+      continue;
+    int o = g->ops[i].out[0];
+    int64_t Hq = g->ops[i].ia[0], D = g->ops[i].ia[2];
+    int part = mlc_g_act(g, "attn_part", g->t[o].rows, Hq * S * (D + 2)); /* [n, Hq*S*(D+2)] */
+    int c = mlc_g_op(g, MLC_OP_ATTN_COMBINE, &part, 1, &o, 1);
+    if (part < 0 || c < 0)
+      return n;
+    mlc_op comb = g->ops[c];
+    comb.ia[0] = Hq;
+    comb.ia[1] = D;
+    comb.ia[2] = S;
+    comb.layer = g->ops[i].layer;
+    /* in place of the next op: the ops after the attention move down one */
+    memmove(&g->ops[i + 2], &g->ops[i + 1], sizeof *g->ops * (size_t)(g->nops - 1 - (i + 1)));
+    g->ops[i + 1] = comb;
+    g->ops[i].out[0] = part;
+    g->ops[i].ia[4] = S;
+    n++;
+    i++;
+  }
+  return n;
+}
+
 int mlc_pass_dce(mlc_graph *g) {
   int removed = 0;
   bool changed = true;

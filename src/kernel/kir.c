@@ -178,6 +178,8 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
     MLC_ASSERT(a->type == b->type);
   if (op == KIR_SHR || op == KIR_BITAND)
     MLC_ASSERT(a->type == KIR_I64 || a->type == KIR_VI32);
+  if (op == KIR_SHL || op == KIR_BITOR)
+    MLC_ASSERT(a->type == KIR_I64);
   if (a->type == KIR_VF32 || a->type == KIR_VI32) /* vectors: + - * (and >> & on VI32) */
     MLC_ASSERT(op == KIR_ADD || op == KIR_SUB || op == KIR_MUL || op == KIR_SHR || op == KIR_BITAND);
   kir_type t = (cmp || logic) ? KIR_BOOL : a->type;
@@ -194,6 +196,8 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
     case KIR_MIN: return kir_i(k, x < y ? x : y);
     case KIR_SHR: return kir_i(k, x >> y);
     case KIR_BITAND: return kir_i(k, x & y);
+    case KIR_SHL: return kir_i(k, (int64_t)(((uint64_t)x << y) & 0xffffffffu));
+    case KIR_BITOR: return kir_i(k, x | y);
     default: break;
     }
   }
@@ -304,6 +308,13 @@ kir_node *kir_vload(kir_kernel *k, int local, int buf, kir_node *idx) {
   kir_node t = {.op = KIR_VLOAD, .a = buf, .i = local, .src = {idx}};
   return stmt(k, &t);
 }
+kir_node *kir_vload_at(kir_kernel *k, int local, int64_t off, int64_t n, int buf, kir_node *idx) {
+  MLC_ASSERT(local >= 0 && local < k->nbuf && k->bufs[local].local && off >= 0 && n > 0 && off + n <= k->bufs[local].local_len);
+  kir_node *s = kir_vload(k, local, buf, idx);
+  s->src[1] = kir_i(k, off);
+  s->src[2] = kir_i(k, n);
+  return s;
+}
 
 kir_node *kir_gcnt(kir_kernel *k) {
   kir_node t = {.op = KIR_GCNT, .type = KIR_I64};
@@ -325,6 +336,11 @@ kir_node *kir_vld4(kir_kernel *k, int buf, kir_node *idx) {
 kir_node *kir_vdot(kir_kernel *k, kir_node *acc, kir_node *u8, kir_node *s8) {
   MLC_ASSERT(acc->type == KIR_VI32 && u8->type == KIR_VI32 && s8->type == KIR_VI32);
   kir_node n = {.op = KIR_VDOT, .type = KIR_VI32, .src = {acc, u8, s8}};
+  return intern(k, &n);
+}
+kir_node *kir_dp4a(kir_kernel *k, kir_node *acc, kir_node *a, kir_node *b) {
+  MLC_ASSERT(acc->type == KIR_I64 && a->type == KIR_I64 && b->type == KIR_I64);
+  kir_node n = {.op = KIR_DP4A, .type = KIR_I64, .src = {acc, a, b}};
   return intern(k, &n);
 }
 int kir_buf_scratch(kir_kernel *k, const char *name, mlc_dtype dt, kir_node *len) {

@@ -38,9 +38,11 @@ typedef enum kir_op {
   KIR_ADD, KIR_SUB, KIR_MUL, KIR_DIV, KIR_MOD, KIR_MAX, KIR_MIN,
   KIR_LT, KIR_LE, KIR_EQ, KIR_NE, KIR_AND, KIR_OR,
   KIR_SHR, KIR_BITAND, /* integer: a >> b (b < 32, a >= 0), a & b (packed quantized weights) */
+  KIR_SHL, KIR_BITOR,  /* integer, 32-bit words: (a << b) & 0xffffffff (b < 32), a | b (packing bytes) */
   /* unary */
   KIR_NEG, KIR_EXP, KIR_LOG, KIR_SQRT, KIR_TANH, KIR_ABS, KIR_ERF, KIR_COS, KIR_SIN, KIR_TOF, KIR_TOI, KIR_NOT,
-  KIR_ROUND, /* f32: to the nearest integer, halves away from zero (C roundf) */
+  KIR_ROUND, /* f32: to the nearest integer, halves to even (C rintf in the default rounding mode);
+              * TOI(ROUND(x)) needs |x| < 2^22 (CUDA converts by adding 1.5 * 2^23) */
   KIR_LANE_SUM, /* f32: the sum of src0 over the lanes of this parallel index, on every lane (i = 32:
                  * over this lane's warp only, in kernels whose lanes are several warps) */
   KIR_LANE_XRED, /* f32, kernels whose lanes are several warps: over the warps, of the lanes with this
@@ -54,7 +56,8 @@ typedef enum kir_op {
   KIR_ASSIGN, /* var a = src0 */
   KIR_STORE,  /* buffer a [src0] = src1 */
   KIR_IF,     /* if src0 then src1 (else src2 if not NULL) */
-  KIR_VLOAD,  /* local array i [0..len) = buffer a [src0 ..], src0 a multiple of len (one wide load) */
+  KIR_VLOAD,  /* local array i [0..len) = buffer a [src0 ..], src0 a multiple of len (one wide load);
+               * with src1, src2 (constants): elements [src1, src1 + src2) of the array */
   /* vectors (C target): */
   KIR_VLD,    /* expr: KIR_VW consecutive elements of buffer a from [src0] (f32/f16/bf16 -> VF32, 32-bit ints -> VI32) */
   KIR_VBCAST, /* expr: src0 (f32 or i64) in every lane */
@@ -62,6 +65,8 @@ typedef enum kir_op {
   KIR_VSTORE, /* stmt: f32 buffer a [src0 .. src0 + KIR_VW) = src1 */
   KIR_VLD4,   /* expr: VF32, elements [src0 .. src0 + 4) of f32/f16 buffer a, each in 4 consecutive lanes */
   KIR_VDOT,   /* expr: VI32 src0 + per lane the dot of its 4 bytes of src1 (unsigned) and src2 (signed) */
+  KIR_DP4A,   /* expr, scalar i64: src0 + the dot of the 4 signed bytes of the 32-bit words src1 and src2
+               * (CUDA __dp4a; 8-bit activation GEMVs on GPUs, lower.c wdot_i8) */
   KIR_OP_COUNT
 } kir_op;
 
@@ -115,6 +120,10 @@ typedef struct kir_kernel {
   int block;       /* GPU languages: threads per block (0: the renderer's default) */
   int lanes;       /* invocations cooperating on one parallel index (0 or 1: one); KIR_LANE, KIR_LANE_SUM */
   int grid_step;   /* C: the range loop steps by this many indices (0/1: one); KIR_GCNT says how many remain */
+  int min_blocks;  /* CUDA: blocks an SM should hold at once (__launch_bounds__'s second argument, which caps
+                    * the registers a thread uses); 0: no bound */
+  int per_index;   /* CUDA: outputs per parallel index (0/1: one): the device launches ceil(grid / per_index)
+                    * indices and the body covers outputs [g * per_index, (g + 1) * per_index) */
   kir_node *prologue; /* C: statements run once per call (per thread) before the range loop */
 } kir_kernel;
 
@@ -156,6 +165,8 @@ kir_node *kir_lane_red(kir_kernel *k, kir_op op, kir_node *a, int64_t mode);
 /* C, kernels with grid_step > 1: the indices [g, g + gcnt) this iteration covers */
 kir_node *kir_gcnt(kir_kernel *k);
 kir_node *kir_vload(kir_kernel *k, int local, int buf, kir_node *idx);
+/* the same into elements [off, off + n) of the local array (src1 = off, src2 = n) */
+kir_node *kir_vload_at(kir_kernel *k, int local, int64_t off, int64_t n, int buf, kir_node *idx);
 /* vectors (C target only): load, broadcast, horizontal sum, store. Arithmetic (kir_bin: + - * max
  * min, and >> & on VI32) and KIR_TOF (VI32 -> VF32) take vectors as they take scalars. */
 kir_node *kir_vld(kir_kernel *k, int buf, kir_node *idx);
@@ -164,6 +175,8 @@ kir_node *kir_vsum(kir_kernel *k, kir_node *v);
 kir_node *kir_vstore(kir_kernel *k, int buf, kir_node *idx, kir_node *v);
 kir_node *kir_vld4(kir_kernel *k, int buf, kir_node *idx);
 kir_node *kir_vdot(kir_kernel *k, kir_node *acc, kir_node *u8, kir_node *s8);
+/* scalar: acc + sum of the 4 signed-byte products of the 32-bit words a and b (KIR_DP4A) */
+kir_node *kir_dp4a(kir_kernel *k, kir_node *acc, kir_node *a, kir_node *b);
 /* C: a per-thread scratch array of len (an expression of params) elements, written by the
  * kernel's prologue and read by its body (kir_kernel.prologue) */
 int kir_buf_scratch(kir_kernel *k, const char *name, mlc_dtype dt, kir_node *len);

@@ -18,10 +18,10 @@
 static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16, .vec = KIR_VW, .tile_rows = 4, .tile_cols = 4,
                                      .deq_il_rows = 8, .int8_act = 1, .i8_rows = 2};
 static const mlc_tunables TUNE_OPENCL = {.dot_lanes = 16, .unroll_max = 16};
-static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32}; /* lanes: a workgroup per output (render.c) */
+static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32, .attn_splits = 8, .row_block = 256, .attn_warps = 8}; /* lanes: a workgroup per output (render.c); row_block, attn_warps: workgroups of 256 */
 /* qlanes 8: four outputs of a packed-weight GEMV per warp, sharing each x load */
 static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32, .qlanes = 8,
-                                        .row_block = 256, .attn_warps = 8}; /* row_block: norms, embed, add */
+                                        .row_block = 1024, .attn_warps = 4, .attn_splits = 8, .i8_gemv = 8}; /* row_block: norms, embed, add */
 const mlc_tunables *mlc_tunables_for(kir_lang lang) {
   return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : lang == KIR_LANG_OPENCL ? &TUNE_OPENCL : &TUNE_C;
 }
@@ -253,7 +253,7 @@ static int qlane_ok(lctx *c, const wsrc *w, kir_node *N) {
   /* fewer outputs: more lanes each (a warp, then a block where the language has blocks:
    * row_block), so that about 4096 warps stream the matrix; more outputs: `qlanes`, whose outputs
    * share the x loads */
-  int L = c->tu->qlanes, Lmax = c->tu->row_block > 32 ? c->tu->row_block : 32;
+  int L = c->tu->qlanes, Lmax = c->tu->row_block > 256 ? 256 : c->tu->row_block > 32 ? c->tu->row_block : 32;
   while (L < Lmax && N->op == KIR_CONST && N->i * L / 32 < 4096)
     L *= 2;
   const char *fl = getenv("MLC_QLANES"); /* experiments: force the lanes per output (2..256) */
@@ -265,12 +265,13 @@ static int qlane_ok(lctx *c, const wsrc *w, kir_node *N) {
   return words % L == 0 ? L : 0;
 }
 /* a local array of the kernel by name, declared on first use (schedules that share one) */
-static int local_named(lctx *c, const char *name, int64_t len) {
+static int local_named_t(lctx *c, const char *name, mlc_dtype dt, int64_t len) {
   for (int i = 0; i < c->k->nbuf; i++)
     if (c->k->bufs[i].local && !strcmp(c->k->bufs[i].name, name))
       return i;
-  return kir_buf_local(c->k, name, MLC_F32, len);
+  return kir_buf_local(c->k, name, dt, len);
 }
+static int local_named(lctx *c, const char *name, int64_t len) { return local_named_t(c, name, MLC_F32, len); }
 static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *rows, int nw, int L, int X,
                         kir_node *const *xbases, int RT, int *res) {
   kir_kernel *k = c->k;
@@ -404,6 +405,188 @@ static void qgemv_rows(lctx *c, const wsrc *const *ws, kir_node *const *rows, in
 }
 
 /*
+ * GPUs: the packed 4-bit GEMV with 8-bit activations (docs/backends.md, "8-bit activations on
+ * GPUs"), by the rule of the CPU's tiles (i8_prologue): per group of 32 of an x row, d = max|x| /
+ * 127 and q = rint(x * (1 / d)); per group of a weight row, the exact integer dot of q with the
+ * 4-bit values, then acc += float(dot - max_int * sum(q)) * (scale * d). A parallel index computes
+ * P consecutive outputs (kir_kernel.per_index) of each of nw weights (gate and up) on L lanes; lane
+ * l takes the groups l, l + L, ...: per weight row one 16-byte load of the group's 4 words and its
+ * scale, and the x group quantized once in registers for all its rows (8 16-byte loads, the
+ * maximum, 32 rounds by a float add, 8 words of 4 bytes: the even elements of each 8 then the odd
+ * ones, as the low and high nibbles of a word hold them), then per weight word two KIR_DP4A.
+ */
+static bool i8_gpu_ok(lctx *c, const wsrc *w, kir_node *N) {
+  const mlc_qscheme *q = w->q;
+  return c->tu->i8_gemv > 0 && !c->d->generic && q && !q->kn && !q->il && q->bits == 4 && q->per_word == 8 &&
+         q->group == 32 && w->K->op == KIR_CONST && w->K->i % 128 == 0 && N->op == KIR_CONST && !getenv("MLC_NO_INT8") &&
+         !getenv("MLC_NO_LANES");
+}
+/* outputs per index P and lanes per index L: P as large as the tunable allows while the matrix
+ * keeps >= 2048 indices (the x quantization is shared by P rows), then L doubled (a block per
+ * index past 32) until about 4096 warps stream it */
+static void i8_gpu_shape(lctx *c, int64_t N, int64_t G, int *P, int *L) {
+  int p = c->tu->i8_gemv;
+  while (p > 1 && (N % p || N / p < 64))
+    p /= 2;
+  int l = 4;
+  while (l < 32 && G % (2 * l) == 0)
+    l *= 2;
+  /* long rows (8 or more trips of a warp: the down projection) take two warps per index */
+  if (l == 32 && G % 64 == 0 && G / 32 >= 8)
+    l = 64;
+  const char *fp = getenv("MLC_I8_P"), *fl = getenv("MLC_I8_L"); /* experiments */
+  if (fp && (atoi(fp) == 1 || atoi(fp) == 2 || atoi(fp) == 4 || atoi(fp) == 8) && N % atoi(fp) == 0)
+    p = atoi(fp);
+  if (fl && atoi(fl) >= 4 && atoi(fl) <= 256 && !(atoi(fl) & (atoi(fl) - 1)) && G % atoi(fl) == 0)
+    l = atoi(fl);
+  *P = p, *L = l;
+}
+static kir_node *pack4(lctx *c, kir_node *a, kir_node *b, kir_node *d, kir_node *e) {
+  kir_kernel *k = c->k;
+  kir_node *m = I(c, 255);
+#define B8(v, sh) kir_bin(k, KIR_SHL, kir_bin(k, KIR_BITAND, v, m), I(c, sh))
+  return kir_bin(k, KIR_BITOR, kir_bin(k, KIR_BITOR, kir_bin(k, KIR_BITAND, a, m), B8(b, 8)),
+                 kir_bin(k, KIR_BITOR, B8(d, 16), B8(e, 24)));
+#undef B8
+}
+enum { I8_MAXACC = 2 * 8 * 4 };
+/* res[(rt * nw + i) * P + o]: the dots of x rows xb[rt] with weight i's row j * P + o + roff[i] */
+static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *roff, int nw, int P, int L, int X,
+                    kir_node *const *xb, int RT, int *res) {
+  kir_kernel *k = c->k;
+  const mlc_qscheme *q = ws[0]->q;
+  int64_t K = ws[0]->K->i, G = K / 32, W = K / 8;
+  MLC_ASSERT(RT * nw * P <= I8_MAXACC && G % L == 0);
+  kir_node *j = kir_grid(k);
+  int acc[I8_MAXACC];
+  kir_block ab = {0}, rb = {0};
+  for (int i = 0; i < RT * nw * P; i++) {
+    acc[i] = kir_var(k, "qa", KIR_F32);
+    kir_push(&ab, kir_local(k, acc[i], F(c, 0)));
+  }
+  kir_push(blk, kir_block_done(k, &ab));
+  int t = kir_var(k, "qt", KIR_I64);
+  kir_block body = {0};
+  kir_node *g = ADD(MUL(V(t), I(c, L)), kir_lane(k));
+  int wv[2][8], sv[2][8];
+  kir_block wb = {0}; /* statements in sub-blocks (a block holds 64) */
+  for (int i = 0; i < nw; i++)
+    for (int o = 0; o < P; o++) {
+      kir_node *row = ADD(ADD(MUL(j, I(c, P)), I(c, o)), roff[i]);
+      int qw = local_named_t(c, "qw", MLC_U32, 4 * nw * P);
+      wv[i][o] = (i * P + o) * 4; /* the words' place in qw */
+      kir_push(&wb, kir_vload_at(k, qw, wv[i][o], 4, ws[i]->buf, ADD(MUL(row, I(c, W)), MUL(g, I(c, 4)))));
+      sv[i][o] = kir_var(k, "qsc", KIR_F32);
+      kir_push(&wb, kir_local(k, sv[i][o], LD(ws[i]->sbuf, ADD(MUL(row, I(c, G)), g))));
+    }
+  kir_push(&body, kir_block_done(k, &wb));
+  for (int rt = 0; rt < RT; rt++) {
+    kir_block xbk = {0}, *xbp = &xbk;
+    int qx = local_named(c, "qx", 32);
+    kir_push(xbp, kir_vload(k, qx, X, ADD(xb[rt], MUL(g, I(c, 32)))));
+    kir_node *xe[32], *mx[32];
+    for (int e = 0; e < 32; e++)
+      xe[e] = LD(qx, I(c, e)), mx[e] = kir_un(k, KIR_ABS, xe[e]);
+    for (int w = 16; w > 0; w /= 2) /* the maximum by a tree (short dependency chains) */
+      for (int e = 0; e < w; e++)
+        mx[e] = kir_bin(k, KIR_MAX, mx[e], mx[e + w]);
+    int d = kir_var(k, "qd", KIR_F32), id = kir_var(k, "qid", KIR_F32);
+    kir_push(xbp, kir_local(k, d, DIV(mx[0], F(c, 127.0))));
+    kir_push(xbp, kir_local(k, id, kir_sel(k, kir_bin(k, KIR_NE, V(d), F(c, 0)), DIV(F(c, 1.0), V(d)), F(c, 0))));
+    kir_node *qe[32];
+    for (int e = 0; e < 32; e++)
+      qe[e] = kir_un(k, KIR_TOI, kir_un(k, KIR_ROUND, MUL(xe[e], V(id))));
+    int xw[8]; /* word 2w: the even elements of 8w..8w+7, word 2w + 1 the odd ones */
+    kir_node *sum = I(c, 0), *ones = I(c, 0x01010101);
+    for (int w = 0; w < 8; w++) {
+      int b = (w / 2) * 8 + w % 2;
+      xw[w] = kir_var(k, "qxw", KIR_I64);
+      kir_push(xbp, kir_local(k, xw[w], pack4(c, qe[b], qe[b + 2], qe[b + 4], qe[b + 6])));
+      sum = kir_dp4a(k, sum, V(xw[w]), ones);
+    }
+    int xn = kir_var(k, "qxn", KIR_I64);
+    kir_push(xbp, kir_local(k, xn, MUL(sum, I(c, -q->max_int))));
+    for (int i = 0; i < nw; i++)
+      for (int o = 0; o < P; o++) {
+        kir_node *dot = V(xn);
+        for (int w = 0; w < 4; w++) {
+          kir_node *word = LD(local_named_t(c, "qw", MLC_U32, 4 * nw * P), I(c, wv[i][o] + w)), *nib = I(c, 0x0f0f0f0f);
+          dot = kir_dp4a(k, dot, kir_bin(k, KIR_BITAND, word, nib), V(xw[2 * w]));
+          dot = kir_dp4a(k, dot, kir_bin(k, KIR_BITAND, kir_bin(k, KIR_SHR, word, I(c, 4)), nib), V(xw[2 * w + 1]));
+        }
+        int a = acc[(rt * nw + i) * P + o];
+        kir_push(xbp, kir_assign(k, a, ADD(V(a), MUL(kir_un(k, KIR_TOF, dot), MUL(V(sv[i][o]), V(d))))));
+      }
+    kir_push(&body, kir_block_done(k, &xbk));
+  }
+  int64_t trips = G / L;
+  kir_push(blk, kir_for(k, t, I(c, 0), I(c, trips), trips <= 2 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL,
+                        kir_block_done(k, &body)));
+  for (int i = 0; i < RT * nw * P; i++) {
+    res[i] = kir_var(k, "qs", KIR_F32);
+    kir_push(&rb, kir_local(k, res[i], kir_un(k, KIR_LANE_SUM, V(acc[i]))));
+  }
+  kir_push(blk, kir_block_done(k, &rb));
+}
+/* The whole kernel (matmul / gated_matmul without experts): a step of one row as wdot_i8, more
+ * rows in tiles of QRT rows of x sharing each weight load (as qgemv_rows) */
+static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
+                     const qgemv_epi *e) {
+  kir_kernel *k = c->k;
+  int P, L;
+  i8_gpu_shape(c, e->N->i, ws[0]->K->i / 32, &P, &L);
+  k->lanes = L;
+  if (L > 32)
+    k->block = L;
+  k->per_index = P;
+  const char *mr = getenv("MLC_I8_MAXREGS"); /* experiments: registers a thread may use (64..255) */
+  if (mr && atoi(mr) >= 64 && atoi(mr) <= 255) {
+    int blk = k->block > 0 ? k->block : c->tu->block > 0 ? c->tu->block : 128;
+    k->min_blocks = 65536 / (blk * atoi(mr));
+  }
+  kir_node *j = kir_grid(k), *R = DYN(c, 0);
+  kir_block one = {0};
+  int s1[2 * 8], sv[2];
+  kir_node *x0 = I(c, 0);
+  wdot_i8(c, &one, ws, roff, nw, P, L, X, &x0, 1, s1);
+  for (int o = 0; o < P; o++) {
+    kir_node *jj = ADD(MUL(j, I(c, P)), I(c, o));
+    for (int i = 0; i < nw; i++)
+      sv[i] = s1[i * P + o];
+    kir_push(&one, lane0(c, kir_store(k, e->out, jj, qgemv_val(c, e, jj, sv))));
+  }
+  int rt = kir_var(k, "rt", KIR_I64);
+  kir_block tb = {0};
+  kir_node *xbs[QRT] = {0};
+  int rr[QRT], RT = QRT;
+  const char *frt = getenv("MLC_I8_RT"); /* experiments: rows of x per tile (1, 2, 4) */
+  if (frt && (atoi(frt) == 1 || atoi(frt) == 2 || atoi(frt) == 4))
+    RT = atoi(frt);
+  while (RT * nw * P > I8_MAXACC)
+    RT /= 2;
+  for (int i = 0; i < RT; i++) {
+    rr[i] = kir_var(k, "rr", KIR_I64);
+    kir_push(&tb, kir_local(k, rr[i], kir_bin(k, KIR_MIN, ADD(MUL(V(rt), I(c, RT)), I(c, i)), SUB(R, I(c, 1)))));
+    xbs[i] = MUL(V(rr[i]), xs);
+  }
+  int s4[I8_MAXACC];
+  wdot_i8(c, &tb, ws, roff, nw, P, L, X, xbs, RT, s4);
+  kir_block sb = {0};
+  for (int i = 0; i < RT; i++)
+    for (int o = 0; o < P; o++) {
+      kir_node *jj = ADD(MUL(j, I(c, P)), I(c, o));
+      for (int w = 0; w < nw; w++)
+        sv[w] = s4[(i * nw + w) * P + o];
+      kir_node *live = kir_bin(k, KIR_LT, ADD(MUL(V(rt), I(c, RT)), I(c, i)), R);
+      kir_node *st = kir_store(k, e->out, ADD(MUL(V(rr[i]), e->N), jj), qgemv_val(c, e, jj, sv));
+      kir_push(&sb, lane0(c, kir_if(k, live, st, NULL)));
+    }
+  kir_push(&tb, kir_block_done(k, &sb));
+  kir_node *tiles = kir_for(k, rt, I(c, 0), DIV(ADD(R, I(c, RT - 1)), I(c, RT)), KIR_LOOP_SERIAL, kir_block_done(k, &tb));
+  kir_finish(k, kir_if(k, kir_bin(k, KIR_EQ, R, I(c, 1)), kir_block_done(k, &one), tiles));
+}
+
+/*
  * Lanes over a row (CUDA; docs/backends.md): the `lanes` invocations of one parallel index split
  * a loop of n iterations, lane l taking i = trip * lanes + l (coalesced). Taken by specialised
  * kernels whose loop lengths are literal multiples of the lanes (row_lanes sets k->lanes); C,
@@ -422,9 +605,17 @@ static bool row_lanes(lctx *c, const int64_t *n, int cnt) {
  * the lane sums through shared memory; render.c): rows too long for one warp (norms, embed, add) */
 static bool row_block(lctx *c, const int64_t *n, int cnt) {
   int B = c->tu->row_block;
-  bool ok = B > 32 && !c->d->generic && !getenv("MLC_NO_LANES");
-  for (int i = 0; ok && i < cnt; i++)
-    ok = n[i] > 0 && n[i] % B == 0;
+  const char *fb = getenv("MLC_ROW_BLOCK"); /* experiments: the largest block (64..1024) */
+  if (B > 32 && fb && atoi(fb) >= 64 && atoi(fb) <= 1024 && !(atoi(fb) & (atoi(fb) - 1)))
+    B = atoi(fb);
+  bool ok = false;
+  for (; B > 32 && !ok; B /= 2) { /* the largest power-of-two block dividing the rows */
+    ok = !c->d->generic && !getenv("MLC_NO_LANES");
+    for (int i = 0; ok && i < cnt; i++)
+      ok = n[i] > 0 && n[i] % B == 0;
+    if (ok)
+      break;
+  }
   if (!ok)
     return row_lanes(c, n, cnt);
   c->k->lanes = B;
@@ -671,7 +862,7 @@ static void tile_dots_i8(lctx *c, kir_block *blk, const tile_op *t, kir_node *r0
 
 /*
  * The prologue of an 8-bit-activation kernel: every row r of the step's x, per group of 32:
- * d = max|x| / 127, q = round(x / d) (half away from zero; 0 where d = 0), stored in block order
+ * d = max|x| / 127, q = rint(x * (1 / d)) (halves to even; 0 where d = 0), stored in block order
  * (element 8l + j of a block of 128 at byte (j % 2) * 64 + 4l + j / 2); per lane l of 8 elements:
  * xd = d, xn = -max_int * sum(q).
  */
@@ -952,6 +1143,13 @@ static void rule_matmul(lctx *c) {
     tile_kernel(c, &t);
     return;
   }
+  if (!expert && i8_gpu_ok(c, &w, N)) {
+    const wsrc *ws[1] = {&w};
+    kir_node *roff[1] = {I(c, 0)};
+    qgemv_epi e = {.out = out, .bias = bb, .N = N, .cap = cap};
+    qgemv_i8(c, ws, roff, 1, x, xs, &e);
+    return;
+  }
   int QL = expert ? 0 : qlane_ok(c, &w, N);
   if (QL) {
     const wsrc *ws[1] = {&w};
@@ -995,6 +1193,13 @@ static void rule_gated(lctx *c) {
     return;
   }
   kir_node *j = kir_grid(k);
+  if (!expert && i8_gpu_ok(c, &wg, Fd)) {
+    const wsrc *ws[2] = {&wg, &wu};
+    kir_node *roff[2] = {I(c, 0), upoff};
+    qgemv_epi e = {.out = out, .bias = -1, .act = d->var[1], .N = Fd, .gated = true};
+    qgemv_i8(c, ws, roff, 2, x, xs, &e);
+    return;
+  }
   int QL = expert ? 0 : qlane_ok(c, &wg, Fd);
   if (QL) {
     const wsrc *ws[2] = {&wg, &wu};
@@ -1199,8 +1404,8 @@ static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages
   int64_t per = c->d->size[2] / L;
   kir_node *lw = W > 1 ? MOD(kir_lane(k), I(c, 32)) : kir_lane(k);
   int qv = kir_buf_local(k, "qv", MLC_F32, per), acc = kir_buf_local(k, "o", MLC_F32, per);
-  kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4);
-  kir_node *g = kir_grid(k), *t = DIV(g, Hq), *h = MOD(g, Hq);
+  kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4), *S = kir_bin(k, KIR_MAX, SZ(c, 6), I(c, 1));
+  kir_node *g = kir_grid(k), *sp = MOD(g, S), *t = DIV(DIV(g, S), Hq), *h = MOD(DIV(g, S), Hq);
   kir_node *kvh = DIV(h, DIV(Hq, Hkv));
   kir_loop kind = per <= 8 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL;
 #define LDX(j) ADD(MUL(j, I(c, L)), lw) /* the head dim of this lane's j-th element */
@@ -1223,7 +1428,9 @@ static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages
   enum { AU = 8 };
   int cc = kir_var(k, "pcc", KIR_I64), ch = kir_var(k, "pc", KIR_I64);
   kir_block pb = {0};
-  kir_push(&pb, kir_local(k, ch, W > 1 ? ADD(MUL(V(cc), I(c, W)), DIV(kir_lane(k), I(c, 32))) : V(cc)));
+  /* chunk ch of the positions belongs to split ch % S; a split's k-th chunk to its warp k % W */
+  kir_node *kw = W > 1 ? ADD(MUL(V(cc), I(c, W)), DIV(kir_lane(k), I(c, 32))) : V(cc);
+  kir_push(&pb, kir_local(k, ch, ADD(sp, MUL(kw, S))));
   int scv[AU], vbv[AU];
   for (int u = 0; u < AU; u++) {
     kir_block ub = {0};
@@ -1271,23 +1478,39 @@ static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages
   kir_push(&pb, kir_for(k, j2, I(c, 0), I(c, per), kind, kir_store(k, acc, V(j2), av)));
   kir_push(&pb, kir_assign(k, mx, V(mn)));
   kir_node *nch = DIV(ADD(SUB(V(pend), V(pbeg)), I(c, AU)), I(c, AU));
+  nch = DIV(ADD(SUB(nch, sp), SUB(S, I(c, 1))), S); /* this split's chunks (sp < S: never negative) */
   if (W > 1) /* this warp's chunks */
     nch = DIV(SUB(ADD(nch, I(c, W - 1)), DIV(kir_lane(k), I(c, 32))), I(c, W));
   kir_push(&blk, kir_for(k, cc, I(c, 0), nch, KIR_LOOP_SERIAL, kir_block_done(k, &pb)));
   int j3 = kir_var(k, "j", KIR_I64);
+  bool split = c->d->size[6] > 1; /* a specialised kernel: S is a literal */
   kir_node *oidx = ADD(ADD(MUL(t, MUL(Hq, D)), MUL(h, D)), LDX(V(j3)));
+  /* split: partials [max, den, acc[D]] of (t, h, sp) (graph.h MLC_OP_ATTENTION) */
+  kir_node *pbase = MUL(g, ADD(D, I(c, 2)));
   if (W > 1) {
     /* combine: each warp's state rescaled to the largest maximum (a warp without chunks has
-     * mx = -inf: weight 0; warp 0 always has one), summed over the warps; warp 0 stores */
+     * mx = -inf: weight 0; so has a split without any), summed over the warps; warp 0 stores */
     int gm = kir_var(k, "gmx", KIR_F32), fw = kir_var(k, "fw", KIR_F32), gd = kir_var(k, "gden", KIR_F32);
     kir_push(&blk, kir_local(k, gm, kir_lane_red(k, KIR_LANE_XRED, V(mx), 1)));
-    kir_push(&blk, kir_local(k, fw, kir_un(k, KIR_EXP, SUB(V(mx), V(gm)))));
+    kir_push(&blk, kir_local(k, fw, kir_sel(k, kir_bin(k, KIR_EQ, V(mx), F(c, -INFINITY)), F(c, 0),
+                                             kir_un(k, KIR_EXP, SUB(V(mx), V(gm))))));
     kir_push(&blk, kir_local(k, gd, kir_lane_red(k, KIR_LANE_XRED, MUL(V(den), V(fw)), 0)));
     int ov = kir_var(k, "ov", KIR_F32);
     kir_block sb = {0};
     kir_push(&sb, kir_local(k, ov, kir_lane_red(k, KIR_LANE_XRED, MUL(LD(acc, V(j3)), V(fw)), 0)));
-    kir_push(&sb, kir_if(k, kir_bin(k, KIR_LT, kir_lane(k), I(c, 32)), kir_store(k, out, oidx, DIV(V(ov), V(gd))), NULL));
+    kir_node *st = split ? kir_store(k, out, ADD(pbase, ADD(I(c, 2), LDX(V(j3)))), V(ov))
+                         : kir_store(k, out, oidx, DIV(V(ov), V(gd)));
+    kir_push(&sb, kir_if(k, kir_bin(k, KIR_LT, kir_lane(k), I(c, 32)), st, NULL));
     kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind, kir_block_done(k, &sb)));
+    if (split) {
+      kir_node *l0 = kir_bin(k, KIR_EQ, kir_lane(k), I(c, 0));
+      kir_push(&blk, kir_if(k, l0, kir_store(k, out, pbase, V(gm)), NULL));
+      kir_push(&blk, kir_if(k, l0, kir_store(k, out, ADD(pbase, I(c, 1)), V(gd)), NULL));
+    }
+  } else if (split) {
+    kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind, kir_store(k, out, ADD(pbase, ADD(I(c, 2), LDX(V(j3)))), LD(acc, V(j3)))));
+    kir_push(&blk, lane0(c, kir_store(k, out, pbase, V(mx))));
+    kir_push(&blk, lane0(c, kir_store(k, out, ADD(pbase, I(c, 1)), V(den))));
   } else {
     kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind, kir_store(k, out, oidx, DIV(LD(acc, V(j3)), V(den)))));
   }
@@ -1309,15 +1532,19 @@ static void rule_attention(lctx *c) {
       pages = kir_buf_arg(k, "pages", MLC_I32, false);
   int kv = kir_buf_arg(k, "kv", MLC_F32, false);
   if (row_lanes(c, &c->d->size[2], 1)) {
-    if (c->tu->attn_warps > 1) /* several warps per (token, head), split over the positions */
-      k->lanes = k->block = 32 * c->tu->attn_warps;
+    int aw = c->tu->attn_warps;
+    const char *fa = getenv("MLC_ATTN_WARPS"); /* experiments: warps per (token, head), 1..32 */
+    if (aw > 1 && fa && atoi(fa) >= 1 && atoi(fa) <= 32 && !(atoi(fa) & (atoi(fa) - 1)))
+      aw = atoi(fa);
+    if (aw > 1) /* several warps per (token, head), split over the positions */
+      k->lanes = k->block = 32 * aw;
     attention_lanes(c, out, q, pos, seq, pages, kv);
     return;
   }
   int64_t LDIM = local_len(c, 2);
   int qv = kir_buf_local(k, "qv", MLC_F32, LDIM), acc = kir_buf_local(k, "o", MLC_F32, LDIM);
-  kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4);
-  kir_node *g = kir_grid(k), *t = DIV(g, Hq), *h = MOD(g, Hq);
+  kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4), *S = kir_bin(k, KIR_MAX, SZ(c, 6), I(c, 1));
+  kir_node *g = kir_grid(k), *sp = MOD(g, S), *t = DIV(DIV(g, S), Hq), *h = MOD(DIV(g, S), Hq);
   kir_node *kvh = DIV(h, DIV(Hq, Hkv));
   kir_block blk = {0};
   int i = kir_var(k, "i", KIR_I64);
@@ -1354,10 +1581,60 @@ static void rule_attention(lctx *c) {
   kir_push(&pb, kir_for(k, d2, I(c, 0), D, KIR_LOOP_SERIAL,
                         kir_store(k, acc, V(d2), ADD(MUL(LD(acc, V(d2)), V(corr)), MUL(V(e), LD(kv, ADD(V(vb), V(d2))))))));
   kir_push(&pb, kir_assign(k, mx, V(mn)));
-  kir_push(&blk, kir_for(k, p, V(pbeg), ADD(V(pend), I(c, 1)), KIR_LOOP_SERIAL, kir_block_done(k, &pb)));
+  /* positions in chunks of 8, chunk ch of split ch % S (the rule of attention_lanes), in order */
+  int kk = kir_var(k, "pk", KIR_I64), u = kir_var(k, "pu", KIR_I64);
+  kir_node *nch = DIV(ADD(SUB(V(pend), V(pbeg)), I(c, 8)), I(c, 8));
+  kir_node *ks = DIV(ADD(SUB(nch, sp), SUB(S, I(c, 1))), S);
+  kir_node *pbody[2] = {kir_local(k, p, ADD(ADD(V(pbeg), MUL(ADD(sp, MUL(V(kk), S)), I(c, 8))), V(u))),
+                        kir_if(k, kir_bin(k, KIR_LE, V(p), V(pend)), kir_block_done(k, &pb), NULL)};
+  kir_node *uloop = kir_for(k, u, I(c, 0), I(c, 8), KIR_LOOP_SERIAL, kir_seq(k, pbody, 2));
+  kir_push(&blk, kir_for(k, kk, I(c, 0), ks, KIR_LOOP_SERIAL, uloop));
   int d3 = kir_var(k, "i", KIR_I64);
-  kir_push(&blk, kir_for(k, d3, I(c, 0), D, KIR_LOOP_SERIAL,
-                         kir_store(k, out, ADD(ADD(MUL(t, MUL(Hq, D)), MUL(h, D)), V(d3)), DIV(LD(acc, V(d3)), V(den)))));
+  kir_node *whole = kir_for(k, d3, I(c, 0), D, KIR_LOOP_SERIAL,
+                            kir_store(k, out, ADD(ADD(MUL(t, MUL(Hq, D)), MUL(h, D)), V(d3)), DIV(LD(acc, V(d3)), V(den))));
+  /* split (S > 1): the partials [max, den, acc[D]] of (t, h, sp) */
+  kir_node *pbase = MUL(g, ADD(D, I(c, 2)));
+  int d4 = kir_var(k, "i", KIR_I64);
+  kir_node *pst[3] = {kir_store(k, out, pbase, V(mx)), kir_store(k, out, ADD(pbase, I(c, 1)), V(den)),
+                      kir_for(k, d4, I(c, 0), D, KIR_LOOP_SERIAL, kir_store(k, out, ADD(pbase, ADD(I(c, 2), V(d4))), LD(acc, V(d4))))};
+  if (S->op == KIR_CONST)
+    kir_push(&blk, S->i > 1 ? kir_seq(k, pst, 3) : whole);
+  else
+    kir_push(&blk, kir_if(k, kir_bin(k, KIR_LT, I(c, 1), S), kir_seq(k, pst, 3), whole));
+  kir_finish(k, kir_block_done(k, &blk));
+}
+
+/*
+ * Merges the S partial softmax states of each (token, head) (split attention, graph.h):
+ * m = max_s mx_s, out = sum_s e^(mx_s - m) acc_s / sum_s e^(mx_s - m) den_s; a split without
+ * positions has mx = -inf (weight 0).  grid: n * Hq, lanes over D where the device has them
+ */
+static void rule_attn_combine(lctx *c) {
+  kir_kernel *k = c->k;
+  int out = kir_buf_arg(k, "out", MLC_F32, true);   /* [n, Hq * D] */
+  int part = kir_buf_arg(k, "part", MLC_F32, false); /* [n, Hq * S * (D + 2)] */
+  kir_node *D = SZ(c, 1), *S = SZ(c, 2), *g = kir_grid(k);
+  row_lanes(c, &c->d->size[1], 1);
+  kir_node *base = MUL(MUL(g, S), ADD(D, I(c, 2))); /* split s at base + s * (D + 2) */
+#define PS(s) ADD(base, MUL(s, ADD(D, I(c, 2))))
+  kir_block blk = {0};
+  int m = kir_var(k, "m", KIR_F32), den = kir_var(k, "den", KIR_F32), s1 = kir_var(k, "s", KIR_I64),
+      s2 = kir_var(k, "s", KIR_I64), s3 = kir_var(k, "s", KIR_I64), i = kir_var(k, "i", KIR_I64),
+      o = kir_var(k, "o", KIR_F32);
+  kir_push(&blk, kir_local(k, m, F(c, -INFINITY)));
+  kir_push(&blk, kir_for(k, s1, I(c, 0), S, KIR_LOOP_SERIAL,
+                         kir_assign(k, m, kir_sel(k, kir_bin(k, KIR_LT, V(m), LD(part, PS(V(s1)))), LD(part, PS(V(s1))), V(m)))));
+  kir_node *w2 = kir_un(k, KIR_EXP, SUB(LD(part, PS(V(s2))), V(m)));
+  kir_push(&blk, kir_local(k, den, F(c, 0)));
+  kir_push(&blk, kir_for(k, s2, I(c, 0), S, KIR_LOOP_SERIAL,
+                         kir_assign(k, den, ADD(V(den), MUL(w2, LD(part, ADD(PS(V(s2)), I(c, 1))))))));
+  kir_node *w3 = kir_un(k, KIR_EXP, SUB(LD(part, PS(V(s3))), V(m)));
+  kir_node *items[3] = {kir_local(k, o, F(c, 0)),
+                        kir_for(k, s3, I(c, 0), S, KIR_LOOP_SERIAL,
+                                kir_assign(k, o, ADD(V(o), MUL(w3, LD(part, ADD(PS(V(s3)), ADD(I(c, 2), V(i)))))))),
+                        kir_store(k, out, ADD(MUL(g, D), V(i)), DIV(V(o), V(den)))};
+  kir_push(&blk, lfor(c, i, D, kir_seq(k, items, 3)));
+#undef PS
   kir_finish(k, kir_block_done(k, &blk));
 }
 
@@ -1512,6 +1789,7 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
   case MLC_OP_MOE_ROUTE: rule_moe_route(&c); break;
   case MLC_OP_MOE_COMBINE: rule_moe_combine(&c); break;
   case MLC_OP_GATHER_ROWS: rule_gather_rows(&c); break;
+  case MLC_OP_ATTN_COMBINE: rule_attn_combine(&c); break;
   default: mlc_abort(__FILE__, __LINE__, "no schedule rule for op %d", d->kind);
   }
   return k;

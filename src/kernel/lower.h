@@ -39,12 +39,16 @@ typedef struct mlc_tunables {
   int qlanes;      /* lanes per output of the packed-weight GEMV (lower.c wdot_qlanes); 0/1: none */
   int row_block;   /* threads (a multiple of 32) given one row of a norm / embed / add; 0: a warp (lanes) */
   int attn_warps;  /* warps given one (token, head) of decode attention, split over the positions; 0/1: one */
+  int attn_splits; /* blocks (graph: attention partials + attn_combine) the positions of one (token, head)
+                    * are split over (model.c, passes.c mlc_pass_split_attention); 0/1: none */
   int vec;         /* C: register-blocked matmul tiles of KIR_VW-lane vectors (0: none) */
   int tile_rows;   /* C tiles: rows of x held in registers */
   int tile_cols;   /* C tiles: output columns (weight rows) held in registers */
   int deq_il_rows; /* C tiles: steps of this many rows dequantize interleaved weights once per tile */
   int int8_act;    /* C tiles: 4-bit weights multiply 8-bit quantized activations (integer dot products) */
   int i8_rows;     /* C tiles with 8-bit activations: rows of x per tile */
+  int i8_gemv;     /* GPUs: the packed 4-bit GEMV multiplies 8-bit activations by integer dot products
+                    * (lower.c qgemv_i8), `i8_gemv` outputs per parallel index at most */
 } mlc_tunables;
 const mlc_tunables *mlc_tunables_for(kir_lang lang);
 

@@ -7,6 +7,7 @@
 #include "kernel/kir.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct lang_table {
@@ -47,6 +48,11 @@ static const char *C_PRELUDE =
     "  memcpy(&f, &u, 4); return f;\n"
     "}\n"
     "static inline float mlc_bf2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }\n"
+    /* KIR_DP4A: acc + the dot of the 4 signed bytes of two 32-bit words */
+    "static inline int64_t mlc_dp4a(int64_t acc, int64_t a, int64_t b) {\n"
+    "  for (int i = 0; i < 32; i += 8) acc += (int64_t)(int8_t)(uint8_t)(a >> i) * (int8_t)(uint8_t)(b >> i);\n"
+    "  return acc;\n"
+    "}\n"
     /* one f16 value outside a vectorised loop (a broadcast scale): the host's instruction */
     "#if defined(__F16C__)\n#include <immintrin.h>\n"
     "static inline float mlc_h2f1(uint16_t h) { return _cvtsh_ss(h); }\n"
@@ -183,7 +189,11 @@ static const char *CUDA_PRELUDE =
 const char *kir_cuda_prelude(void) { return CUDA_PRELUDE; }
 
 /* OpenCL C 1.2: f16 is read with vload_half (core; no cl_khr_fp16 needed), bf16 by a shift. */
-static const char *OPENCL_PRELUDE = "inline float mlc_bf2f(ushort h) { return as_float((uint)h << 16); }\n";
+static const char *OPENCL_PRELUDE = "inline float mlc_bf2f(ushort h) { return as_float((uint)h << 16); }\n"
+                                    "inline long mlc_dp4a(long acc, long a, long b) {\n"
+                                    "  for (int i = 0; i < 32; i += 8) acc += (long)(char)(a >> i) * (char)(b >> i);\n"
+                                    "  return acc;\n"
+                                    "}\n";
 const char *kir_opencl_prelude(void) { return OPENCL_PRELUDE; }
 
 typedef struct rctx {
@@ -192,6 +202,8 @@ typedef struct rctx {
   kir_lang lang;
   mlc_buf *out;
   int indent;
+  const unsigned char *pred; /* GLSL, in a loop made uniform (glsl_uniform_for): per variable, declared in it
+                             * (else its assignments, and all stores, need mlc_act) */
 } rctx;
 
 /* GLSL reserves words like `out`: buffers are prefixed there. */
@@ -354,6 +366,16 @@ static void expr(rctx *r, const kir_node *n) {
     expr(r, n->src[0]);
     mlc_buf_puts(o, ")");
     return;
+  case KIR_DP4A: { /* CUDA: __dp4a(a, b, acc); elsewhere the prelude's mlc_dp4a(acc, a, b) */
+    bool cu = r->lang == KIR_LANG_CUDA;
+    const kir_node *arg[3] = {cu ? n->src[1] : n->src[0], cu ? n->src[2] : n->src[1], cu ? n->src[0] : n->src[2]};
+    mlc_buf_puts(o, cu ? "((long long)__dp4a((int)(" : "mlc_dp4a((");
+    for (int i = 0; i < 3; i++) {
+      expr(r, arg[i]);
+      mlc_buf_puts(o, i < 2 ? (cu ? "), (int)(" : "), (") : (cu ? ")))" : "))"));
+    }
+    return;
+  }
   case KIR_VDOT:
     MLC_ASSERT(r->lang == KIR_LANG_C);
     mlc_buf_puts(o, "mlc_vdot(");
@@ -378,13 +400,25 @@ static void expr(rctx *r, const kir_node *n) {
     expr(r, n->src[0]);
     mlc_buf_puts(o, ")");
     return;
-  case KIR_LANE_XRED: /* over the warps of a block (CUDA only: schedules ask for it there alone) */
-    MLC_ASSERT(r->lang == KIR_LANG_CUDA && r->k->lanes > 32);
+  case KIR_LANE_XRED: /* over the warps of a block (CUDA; GLSL: a workgroup of several warps of 32) */
+    MLC_ASSERT((r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL) && r->k->lanes > 32);
+    if (r->lang == KIR_LANG_GLSL) { /* render_glsl: through shared memory */
+      mlc_buf_puts(o, "mlc_xwarp(");
+      expr(r, n->src[0]);
+      mlc_buf_printf(o, ", %d)", (int)n->i);
+      return;
+    }
     mlc_buf_puts(o, "mlc_xwarp(");
     expr(r, n->src[0]);
     mlc_buf_printf(o, ", mlc_red, %d, %d)", r->k->lanes / 32, (int)n->i);
     return;
   case KIR_LANE_SUM: /* one lane per index outside CUDA (kir_kernel.lanes stays 1 there) */
+    if (r->lang == KIR_LANG_GLSL && r->k->lanes > 32 && n->i == 32) { /* this lane's warp of 32 (render_glsl) */
+      mlc_buf_puts(o, "mlc_warp_sum(");
+      expr(r, n->src[0]);
+      mlc_buf_puts(o, ")");
+      return;
+    }
     if (r->lang == KIR_LANG_CUDA && r->k->lanes > 32 && n->i == 32) { /* this lane's warp */
       mlc_buf_puts(o, "mlc_lane_sum(");
       expr(r, n->src[0]);
@@ -413,8 +447,17 @@ static void expr(rctx *r, const kir_node *n) {
   static const char *binop[KIR_OP_COUNT] = {
       [KIR_ADD] = "+", [KIR_SUB] = "-", [KIR_MUL] = "*", [KIR_DIV] = "/", [KIR_MOD] = "%",
       [KIR_LT] = "<",  [KIR_LE] = "<=", [KIR_EQ] = "==", [KIR_NE] = "!=", [KIR_AND] = "&&",
-      [KIR_OR] = "||", [KIR_SHR] = ">>", [KIR_BITAND] = "&"};
-  if ((n->op == KIR_SHR || n->op == KIR_BITAND) && r->lang == KIR_LANG_CUDA && n->type == KIR_I64) {
+      [KIR_OR] = "||", [KIR_SHR] = ">>", [KIR_BITAND] = "&", [KIR_SHL] = "<<", [KIR_BITOR] = "|"};
+  if (n->op == KIR_SHL && r->lang != KIR_LANG_GLSL) { /* a 32-bit word (kir.h) */
+    mlc_buf_printf(o, "((%s)(%s)((%s)(", r->L->t_i64, r->lang == KIR_LANG_C ? "uint32_t" : r->lang == KIR_LANG_CUDA ? "unsigned" : "uint",
+                   r->lang == KIR_LANG_C ? "uint32_t" : r->lang == KIR_LANG_CUDA ? "unsigned" : "uint");
+    expr(r, n->src[0]);
+    mlc_buf_puts(o, ") << (");
+    expr(r, n->src[1]);
+    mlc_buf_puts(o, ")))");
+    return;
+  }
+  if ((n->op == KIR_SHR || n->op == KIR_BITAND || n->op == KIR_BITOR) && r->lang == KIR_LANG_CUDA && n->type == KIR_I64) {
     /* packed weight words (kir.h: a >= 0, b < 32): 32-bit operations, as GLSL's int */
     mlc_buf_puts(o, "((long long)((unsigned)(");
     expr(r, n->src[0]);
@@ -443,7 +486,7 @@ static void expr(rctx *r, const kir_node *n) {
   case KIR_ERF: fn = L->erf; break;
   case KIR_COS: fn = L->cos; break;
   case KIR_SIN: fn = L->sin; break;
-  case KIR_ROUND: fn = r->lang == KIR_LANG_C || r->lang == KIR_LANG_CUDA ? "roundf" : "round"; break;
+  case KIR_ROUND: fn = r->lang == KIR_LANG_C || r->lang == KIR_LANG_CUDA ? "rintf" : r->lang == KIR_LANG_GLSL ? "roundEven" : "rint"; break;
   case KIR_ABS: fn = isf ? L->fabs : r->lang == KIR_LANG_CUDA ? "llabs" : "abs"; break;
   default: break;
   }
@@ -504,6 +547,14 @@ static void expr(rctx *r, const kir_node *n) {
     }
     /* fall through */
   case KIR_TOI: {
+    if (n->op == KIR_TOI && r->lang == KIR_LANG_CUDA && n->src[0]->op == KIR_ROUND) {
+      /* |x| < 2^22 (kir.h): the float add rounds x to an integer (halves to even) in the low
+       * mantissa bits of 1.5 * 2^23 + x: two full-rate instructions, no conversion unit */
+      mlc_buf_puts(o, "((long long)(__float_as_int(__fadd_rn(("); /* _rn: never contracted into an FMA */
+      expr(r, n->src[0]->src[0]);
+      mlc_buf_puts(o, "), 12582912.0f)) - 0x4B400000))");
+      return;
+    }
     mlc_buf inner = {0};
     rctx r2 = *r;
     r2.out = &inner;
@@ -526,6 +577,8 @@ static void expr(rctx *r, const kir_node *n) {
   }
 }
 
+static bool glsl_uniform_for(rctx *r, const kir_node *n);
+
 static void stmt(rctx *r, const kir_node *n) {
   mlc_buf *o = r->out;
   const kir_kernel *k = r->k;
@@ -536,6 +589,8 @@ static void stmt(rctx *r, const kir_node *n) {
     return;
   case KIR_FOR: {
     const char *vn = k->var_name[n->a];
+    if (r->lang == KIR_LANG_GLSL && glsl_uniform_for(r, n)) /* a lane-dependent trip count around barriers */
+      return;
     if (n->i == KIR_LOOP_UNROLL && r->L->unroll) {
       ind(r);
       mlc_buf_printf(o, "%s\n", r->L->unroll);
@@ -565,6 +620,8 @@ static void stmt(rctx *r, const kir_node *n) {
     return;
   case KIR_ASSIGN:
     ind(r);
+    if (r->pred && !r->pred[n->a])
+      mlc_buf_puts(o, "if (mlc_act) ");
     mlc_buf_printf(o, "%s_%d = ", k->var_name[n->a], n->a);
     expr(r, n->src[0]);
     mlc_buf_puts(o, ";\n");
@@ -575,6 +632,8 @@ static void stmt(rctx *r, const kir_node *n) {
     ind(r);
     if (r->lang == KIR_LANG_CUDA && k->lanes > 1 && k->lanes < 32 && !b->local)
       mlc_buf_puts(o, "if (mlc_live) "); /* lanes of an index past the range (render_cuda) */
+    if (r->pred)
+      mlc_buf_puts(o, "if (mlc_act) ");
     mlc_buf_printf(o, "%s[", bname(r, b));
     index_of(r, n->a, n->src[0]);
     mlc_buf_puts(o, "] = ");
@@ -591,24 +650,29 @@ static void stmt(rctx *r, const kir_node *n) {
     size_t es = mlc_dtype_size(b->dtype);
     const char *conv = b->dtype == MLC_F16 ? "mlc_h2f" : b->dtype == MLC_BF16 ? "mlc_bf2f" : "";
     const char *et = r->lang == KIR_LANG_CUDA ? cuda_elem(b->dtype) : c_elem(b->dtype);
+    /* elements [off, off + len) of the local array (kir_vload_at), by default all of it */
+    long long off = n->src[1] ? (long long)n->src[1]->i : 0, len = n->src[2] ? (long long)n->src[2]->i : (long long)L->local_len;
     if (r->lang == KIR_LANG_GLSL) {
       /* element by element through the load path (16-bit unpacking, offset remainder): nodes
        * built on the stack, as the renderer only reads them */
-      for (int64_t e = 0; e < L->local_len; e++) {
+      for (int64_t e = 0; e < len; e++) {
         kir_node c = {.op = KIR_CONST, .type = KIR_I64, .i = e};
         kir_node ix = {.op = KIR_ADD, .type = KIR_I64, .src = {n->src[0], &c}};
         kir_node ld = {.op = KIR_LOAD, .type = KIR_F32, .a = n->a, .src = {&ix}};
         ind(r);
-        mlc_buf_printf(o, "%s[%lld] = ", bname(r, L), (long long)e);
+        if (r->pred)
+          mlc_buf_puts(o, "if (mlc_act) ");
+        mlc_buf_printf(o, "%s[%lld] = ", bname(r, L), off + (long long)e);
         expr(r, &ld);
         mlc_buf_puts(o, ";\n");
       }
       return;
     }
-    if (r->lang == KIR_LANG_CUDA && es * (size_t)L->local_len == 16 && b->dtype == MLC_F32) {
-      /* f32 (activations): one 16-byte load where the address allows it (the schedule makes the
-       * index a multiple of the slice; a view's base may still be unaligned: then element by
-       * element); weights (16-bit, packed words) are allocated aligned: always the wide load */
+    if (r->lang == KIR_LANG_CUDA && (es * (size_t)len) % 16 == 0 && b->dtype == MLC_F32) {
+      /* f32 (activations): 16-byte loads where the address allows it, one test for the slice
+       * (the schedule makes the index a multiple of 4; a view's base may still be unaligned: then
+       * element by element); weights (16-bit, packed words) are allocated aligned: always the
+       * wide load */
       ind(r);
       mlc_buf_printf(o, "{\n");
       r->indent++;
@@ -619,21 +683,27 @@ static void stmt(rctx *r, const kir_node *n) {
       ind(r);
       mlc_buf_puts(o, "if (((unsigned long long)mlc_p & 15) == 0) {\n");
       ind(r);
-      mlc_buf_printf(o, "  const mlc_v16 mlc_v = *(const mlc_v16 *)mlc_p;\n");
+      mlc_buf_printf(o, "#pragma unroll\n");
       ind(r);
-      mlc_buf_printf(o, "  const %s *mlc_e = (const %s *)&mlc_v;\n", et, et);
+      mlc_buf_printf(o, "  for (int mlc_q = 0; mlc_q < %lld; mlc_q++) {\n", len / 4);
+      ind(r);
+      mlc_buf_printf(o, "    const mlc_v16 mlc_v = ((const mlc_v16 *)mlc_p)[mlc_q];\n");
+      ind(r);
+      mlc_buf_printf(o, "    const %s *mlc_e = (const %s *)&mlc_v;\n", et, et);
       ind(r);
       mlc_buf_printf(o, "#pragma unroll\n");
       ind(r);
-      mlc_buf_printf(o, "  for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[mlc_i] = %s(mlc_e[mlc_i]);\n",
-                     (long long)L->local_len, bname(r, L), conv);
+      mlc_buf_printf(o, "    for (int mlc_i = 0; mlc_i < 4; mlc_i++) %s[%lld + 4 * mlc_q + mlc_i] = %s(mlc_e[mlc_i]);\n",
+                     bname(r, L), off, conv);
+      ind(r);
+      mlc_buf_puts(o, "  }\n");
       ind(r);
       mlc_buf_puts(o, "} else {\n");
       ind(r);
       mlc_buf_printf(o, "#pragma unroll\n");
       ind(r);
-      mlc_buf_printf(o, "  for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[mlc_i] = %s(mlc_p[mlc_i]);\n",
-                     (long long)L->local_len, bname(r, L), conv);
+      mlc_buf_printf(o, "  for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[%lld + mlc_i] = %s(mlc_p[mlc_i]);\n",
+                     len, bname(r, L), off, conv);
       ind(r);
       mlc_buf_puts(o, "}\n");
       r->indent--;
@@ -645,13 +715,13 @@ static void stmt(rctx *r, const kir_node *n) {
     mlc_buf_puts(o, "{\n");
     r->indent++;
     ind(r);
-    if (r->lang == KIR_LANG_CUDA && es * (size_t)L->local_len == 16)
+    if (r->lang == KIR_LANG_CUDA && es * (size_t)len == 16)
       mlc_buf_printf(o, "const mlc_v16 mlc_v = *(const mlc_v16 *)(%s + ", bname(r, b));
     else
       mlc_buf_printf(o, "const %s *mlc_e = (%s + ", et, bname(r, b));
     expr(r, n->src[0]);
     mlc_buf_puts(o, ");\n");
-    if (r->lang == KIR_LANG_CUDA && es * (size_t)L->local_len == 16) {
+    if (r->lang == KIR_LANG_CUDA && es * (size_t)len == 16) {
       ind(r);
       mlc_buf_printf(o, "const %s *mlc_e = (const %s *)&mlc_v;\n", et, et);
     }
@@ -660,8 +730,8 @@ static void stmt(rctx *r, const kir_node *n) {
       mlc_buf_printf(o, "%s\n", r->L->unroll);
     }
     ind(r);
-    mlc_buf_printf(o, "for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[mlc_i] = %s(mlc_e[mlc_i]);\n", (long long)L->local_len,
-                   bname(r, L), conv);
+    mlc_buf_printf(o, "for (int mlc_i = 0; mlc_i < %lld; mlc_i++) %s[%lld + mlc_i] = %s(mlc_e[mlc_i]);\n", len,
+                   bname(r, L), off, conv);
     r->indent--;
     ind(r);
     mlc_buf_puts(o, "}\n");
@@ -767,14 +837,119 @@ static const char *GLSL_ERF =
     "  float t = 1.0 / (1.0 + 0.3275911 * a);\n"
     "  float y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);\n"
     "  return s * y;\n"
+    "}\n"
+    /* KIR_DP4A */
+    "int mlc_dp4a(int acc, int a, int b) {\n"
+    "  for (int i = 0; i < 32; i += 8) acc += bitfieldExtract(a, i, 8) * bitfieldExtract(b, i, 8);\n"
+    "  return acc;\n"
     "}\n";
+
+/* GLSL: whether the tree at n (expression or statement) holds a node of op a or b (seen: per node
+ * id, as expressions are shared) */
+static bool glsl_has(const kir_node *n, kir_op a, kir_op b, unsigned char *seen) {
+  if (!n || seen[n->id])
+    return false;
+  seen[n->id] = 1;
+  if (n->op == a || n->op == b)
+    return true;
+  for (int i = 0; i < 3; i++)
+    if (glsl_has(n->src[i], a, b, seen))
+      return true;
+  for (int i = 0; i < n->nlist; i++)
+    if (glsl_has(n->list[i], a, b, seen))
+      return true;
+  return false;
+}
+static bool glsl_has_op(const kir_kernel *k, const kir_node *n, kir_op a, kir_op b) {
+  unsigned char *seen = mlc_calloc((size_t)k->nnodes + 1, 1);
+  MLC_ASSERT(seen);
+  bool h = glsl_has(n, a, b, seen);
+  free(seen);
+  return h;
+}
+/* a loop whose trip count depends on the lane (attention_lanes: each warp its own chunks) around
+ * lane reductions, which are barriers here (not warp shuffles): not uniform control flow */
+static bool glsl_divergent_for(const kir_kernel *k, const kir_node *n) {
+  return n->op == KIR_FOR && k->lanes > 1 && glsl_has_op(k, n->src[1], KIR_LANE, KIR_LANE) &&
+         glsl_has_op(k, n->src[2], KIR_LANE_SUM, KIR_LANE_XRED);
+}
+static bool glsl_any_divergent_for(const kir_kernel *k, const kir_node *n) {
+  if (!n)
+    return false;
+  if (n->op == KIR_SEQ) {
+    for (int i = 0; i < n->nlist; i++)
+      if (glsl_any_divergent_for(k, n->list[i]))
+        return true;
+    return false;
+  }
+  if (n->op == KIR_FOR)
+    return glsl_divergent_for(k, n) || glsl_any_divergent_for(k, n->src[2]);
+  if (n->op == KIR_IF)
+    return glsl_any_divergent_for(k, n->src[1]) || glsl_any_divergent_for(k, n->src[2]);
+  return false;
+}
+/* the variables declared in the statements at n */
+static void glsl_locals(const kir_node *n, unsigned char *in) {
+  if (!n)
+    return;
+  if (n->op == KIR_SEQ)
+    for (int i = 0; i < n->nlist; i++)
+      glsl_locals(n->list[i], in);
+  else if (n->op == KIR_LOCAL)
+    in[n->a] = 1;
+  else if (n->op == KIR_FOR)
+    glsl_locals(n->src[2], in);
+  else if (n->op == KIR_IF)
+    glsl_locals(n->src[1], in), glsl_locals(n->src[2], in);
+}
+/* Such a loop made uniform: every invocation runs the workgroup's largest trip count, the trips
+ * past its own with stores and assignments to variables from outside the loop off (mlc_act); the
+ * lane sums run on every trip, so the barriers inside are reached by the whole workgroup. The
+ * schedule keeps the loads of those trips in bounds (attention_lanes clamps positions to the
+ * last one). */
+static bool glsl_uniform_for(rctx *r, const kir_node *n) {
+  const kir_kernel *k = r->k;
+  if (!glsl_divergent_for(k, n))
+    return false;
+  MLC_ASSERT(!r->pred && !glsl_has_op(k, n->src[0], KIR_LANE, KIR_LANE)); /* one level; a uniform start */
+  unsigned char inner[KIR_MAX_VARS] = {0};
+  glsl_locals(n->src[2], inner);
+  mlc_buf *o = r->out;
+  const char *vn = k->var_name[n->a];
+  ind(r);
+  mlc_buf_puts(o, "{\n");
+  r->indent++;
+  ind(r);
+  mlc_buf_puts(o, "int mlc_hi = ");
+  expr(r, n->src[1]);
+  mlc_buf_puts(o, ";\n");
+  ind(r);
+  mlc_buf_puts(o, "int mlc_him = mlc_wg_max(mlc_hi);\n");
+  ind(r);
+  mlc_buf_printf(o, "for (int %s_%d = ", vn, n->a);
+  expr(r, n->src[0]);
+  mlc_buf_printf(o, "; %s_%d < mlc_him; %s_%d++) {\n", vn, n->a, vn, n->a);
+  r->indent++;
+  ind(r);
+  mlc_buf_printf(o, "bool mlc_act = %s_%d < mlc_hi;\n", vn, n->a);
+  r->pred = inner;
+  stmt(r, n->src[2]);
+  r->pred = NULL;
+  r->indent--;
+  ind(r);
+  mlc_buf_puts(o, "}\n");
+  r->indent--;
+  ind(r);
+  mlc_buf_puts(o, "}\n");
+  return true;
+}
 
 static void render_glsl(rctx *r) {
   const kir_kernel *k = r->k;
   mlc_buf *o = r->out;
-  /* with lanes: one workgroup of `lanes` invocations per parallel index, the lane sum a shared-
-   * memory tree (uniform control flow: the whole workgroup shares its index); the Vulkan backend
-   * reads the "mlc_lanes" marker to dispatch one workgroup per index */
+  /* with lanes: one workgroup of `lanes` invocations per parallel index, the lane sums through
+   * subgroups or shared memory (uniform control flow: the whole workgroup shares its index); the
+   * Vulkan backend reads the "mlc_lanes" marker to dispatch one workgroup per index */
   if (k->lanes > 1)
     mlc_buf_printf(o, "#version 450\n#extension GL_KHR_shader_subgroup_arithmetic : require\n// kernel %s\n// mlc_lanes=%d\n"
                    "layout(local_size_x = %d) in;\n", k->name, k->lanes, k->lanes);
@@ -795,12 +970,53 @@ static void render_glsl(rctx *r) {
                  "int mlc_bo[%d]; };\n", KIR_MAX_BUFS, KIR_MAX_BUFS);
   mlc_buf_puts(o, GLSL_ERF);
   if (k->lanes > 1) {
-    mlc_buf_printf(o, "shared float mlc_red[%d];\n", k->lanes);
-    /* one subgroup holds the workgroup (NVIDIA 32, AMD 64): subgroupAdd; else a shared tree */
-    mlc_buf_printf(o, "float mlc_lane_sum(float v) {\n  if (gl_SubgroupSize >= %du) return subgroupAdd(v);\n", k->lanes);
-    mlc_buf_printf(o, "  uint l = gl_LocalInvocationID.x;\n  barrier();\n  mlc_red[l] = v;\n"
-                      "  barrier();\n  for (uint s = %du; s > 0u; s >>= 1) {\n    if (l < s) mlc_red[l] += mlc_red[l + s];\n"
-                      "    barrier();\n  }\n  return mlc_red[0];\n}\n", k->lanes / 2);
+    int nl = k->lanes;
+    MLC_ASSERT(!(nl & (nl - 1)) && (nl <= 32 || nl % 32 == 0)); /* the tree; warps of 32 */
+    mlc_buf_printf(o, "shared float mlc_red[%d];\n", nl);
+    /* every subgroup operation on the one line the backend blanks on devices without subgroup
+     * arithmetic (vk_device.c make_pipeline): s stays 0 there (s: size, id, count, this
+     * invocation's index in its subgroup) */
+    mlc_buf_puts(o, "float mlc_sg_add(float v, inout uvec4 s) {\n"
+                    "  if (gl_SubgroupSize > 0u) { s = uvec4(gl_SubgroupSize, gl_SubgroupID, gl_NumSubgroups, "
+                    "gl_SubgroupInvocationID); return subgroupAdd(v); }\n"
+                    "  return v;\n}\n");
+    /* the sum over the workgroup (KIR_LANE_SUM): one subgroup holds it (NVIDIA 32, AMD 64 for a
+     * workgroup of 32), or the subgroups' sums through shared memory, or a shared-memory tree;
+     * the same order on every invocation */
+    mlc_buf_printf(o, "float mlc_lane_sum(float v) {\n"
+                      "  uvec4 s = uvec4(0u);\n  float t = mlc_sg_add(v, s);\n"
+                      "  if (s.x >= %du) return t;\n"
+                      "  uint l = gl_LocalInvocationID.x;\n  barrier();\n"
+                      "  if (s.x > 0u) {\n"
+                      "    if (s.w == 0u) mlc_red[s.y] = t;\n    barrier();\n"
+                      "    t = 0.0;\n    for (uint i = 0u; i < s.z; i++) t += mlc_red[i];\n    return t;\n  }\n"
+                      "  mlc_red[l] = v;\n  barrier();\n"
+                      "  for (uint h = %du; h > 0u; h >>= 1) {\n    if (l < h) mlc_red[l] += mlc_red[l + h];\n"
+                      "    barrier();\n  }\n  return mlc_red[0];\n}\n", nl, nl / 2);
+    if (nl > 32) {
+      /* KIR_LANE_SUM i = 32: over this invocation's warp (32 consecutive invocations); a
+       * subgroup of 32 is one (NVIDIA); else through shared memory, in order */
+      mlc_buf_puts(o, "float mlc_warp_sum(float v) {\n"
+                      "  uvec4 s = uvec4(0u);\n  float t = mlc_sg_add(v, s);\n"
+                      "  if (s.x == 32u) return t;\n"
+                      "  uint l = gl_LocalInvocationID.x, w = l & ~31u;\n"
+                      "  barrier();\n  mlc_red[l] = v;\n  barrier();\n"
+                      "  t = 0.0;\n  for (uint i = 0u; i < 32u; i++) t += mlc_red[w + i];\n  return t;\n}\n");
+      /* KIR_LANE_XRED: over the warps, of the invocations with this one's index in its warp: the
+       * sum (mx 0) or the maximum (mx 1) */
+      mlc_buf_printf(o, "float mlc_xwarp(float v, int mx) {\n"
+                        "  uint l = gl_LocalInvocationID.x, j = l & 31u;\n"
+                        "  barrier();\n  mlc_red[l] = v;\n  barrier();\n"
+                        "  float t = mlc_red[j];\n"
+                        "  for (uint w = 1u; w < %du; w++) t = mx != 0 ? max(t, mlc_red[32u * w + j]) : t + mlc_red[32u * w + j];\n"
+                        "  return t;\n}\n", nl / 32);
+    }
+    if (glsl_any_divergent_for(k, k->body)) /* glsl_uniform_for: the workgroup's largest trip count */
+      mlc_buf_printf(o, "shared int mlc_ired[%d];\n"
+                        "int mlc_wg_max(int v) {\n"
+                        "  uint l = gl_LocalInvocationID.x;\n  barrier();\n  mlc_ired[l] = v;\n  barrier();\n"
+                        "  int m = v;\n  for (uint i = 0u; i < %du; i++) m = max(m, mlc_ired[i]);\n  return m;\n}\n",
+                     nl, nl);
   }
   mlc_buf_puts(o, "void main() {\n");
   if (k->lanes > 1) {
@@ -847,16 +1063,28 @@ static void render_cuda(rctx *r) {
     MLC_ASSERT(k->lanes <= 32 ? 32 % k->lanes == 0 && block % 32 == 0 : k->lanes % 32 == 0 && block == k->lanes);
     mlc_buf_printf(o, "/* mlc_lanes=%d */\n", k->lanes);
   }
-  mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mlc_kargs mlc_A) {\n", block, k->name);
+  int per = k->per_index > 1 ? k->per_index : 1;
+  if (per > 1) /* and launches ceil(grid / per) indices */
+    mlc_buf_printf(o, "/* mlc_per=%d */\n", per);
+  if (k->min_blocks > 0)
+    mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d, %d) %s(const mlc_kargs mlc_A) {\n", block,
+                   k->min_blocks, k->name);
+  else
+    mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mlc_kargs mlc_A) {\n", block, k->name);
+  /* the end of the range of indices (outputs / per_index) */
+  if (per > 1)
+    mlc_buf_printf(o, "  const long long mlc_g1 = (mlc_A.g1 + %d) / %d;\n", per - 1, per);
+  else
+    mlc_buf_puts(o, "  const long long mlc_g1 = mlc_A.g1;\n");
   if (k->lanes > 1) {
     mlc_buf_puts(o, "  const long long mlc_t = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n");
     mlc_buf_printf(o, "  const long long mlc_lane = mlc_t %% %d;\n", k->lanes);
     if (k->lanes < 32) {
       /* 32 / lanes indices per warp: the lane sums shuffle across the whole warp, so lanes of an
        * index past the range run on (on the last index) with their stores off (mlc_live) */
-      mlc_buf_printf(o, "  if (mlc_A.g0 + mlc_t / 32 * %d >= mlc_A.g1) return;\n", 32 / k->lanes);
-      mlc_buf_printf(o, "  const bool mlc_live = mlc_A.g0 + mlc_t / %d < mlc_A.g1;\n", k->lanes);
-      mlc_buf_printf(o, "  const long long %s_0 = mlc_live ? mlc_A.g0 + mlc_t / %d : mlc_A.g1 - 1;\n", k->var_name[0],
+      mlc_buf_printf(o, "  if (mlc_A.g0 + mlc_t / 32 * %d >= mlc_g1) return;\n", 32 / k->lanes);
+      mlc_buf_printf(o, "  const bool mlc_live = mlc_A.g0 + mlc_t / %d < mlc_g1;\n", k->lanes);
+      mlc_buf_printf(o, "  const long long %s_0 = mlc_live ? mlc_A.g0 + mlc_t / %d : mlc_g1 - 1;\n", k->var_name[0],
                      k->lanes);
     } else {
       mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + mlc_t / %d;\n", k->var_name[0], k->lanes);
@@ -865,7 +1093,13 @@ static void render_cuda(rctx *r) {
     mlc_buf_printf(o, "  const long long %s_0 = mlc_A.g0 + (long long)blockIdx.x * blockDim.x + threadIdx.x;\n", k->var_name[0]);
   }
   if (k->lanes <= 1 || k->lanes >= 32)
-    mlc_buf_printf(o, "  if (%s_0 >= mlc_A.g1) return;\n", k->var_name[0]);
+    mlc_buf_printf(o, "  if (%s_0 >= mlc_g1) return;\n", k->var_name[0]);
+  /* programmatic dependent launch (sm_90; src/backend/cuda step graphs): wait for the kernels this
+   * one depends on (a no-op when launched without the attribute), then let the next one launch */
+  mlc_buf_puts(o, "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900\n"
+                  "  asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");\n"
+                  "  asm volatile(\"griddepcontrol.launch_dependents;\" ::: \"memory\");\n"
+                  "#endif\n");
   int ext = 0;
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
@@ -948,6 +1182,7 @@ void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
 
   MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA || lang == KIR_LANG_GLSL); /* lanes: CUDA and GLSL so far */
   MLC_ASSERT(k->grid_step <= 1 || lang == KIR_LANG_C); /* range steps: the C target */
+  MLC_ASSERT(k->per_index <= 1 || lang == KIR_LANG_CUDA); /* outputs per index: CUDA */
   if (lang == KIR_LANG_C)
     render_c(&r);
   else if (lang == KIR_LANG_CUDA)

@@ -368,6 +368,52 @@ static int rope(mlc_builder *b, int x, int64_t heads, int64_t D) {
   return y;
 }
 
+/* Weights w[0..n) that lie back to back in memory, with their scales (the q, k, v windows of an
+ * MLC package's fused qkv_proj, which the loader splits), as one weight of their rows together,
+ * so that one GEMV launch reads them; -1 where they do not (separate tensors: nothing is copied).
+ * The parts stay in the graph unread (the runtime uploads only weights that ops read). */
+static int fuse_adjacent(mlc_builder *b, const int *w, int n, const char *name) {
+  mlc_graph *g = b->g;
+  if (b->tp_n > 1 || getenv("MLC_NO_FUSE_QKV"))
+    return -1;
+  for (int i = 0; i < n; i++)
+    if (w[i] < 0)
+      return -1;
+  const mlc_tensor *t0 = &g->t[w[0]];
+  const mlc_qscheme *q = mlc_qscheme_of(t0->dtype);
+  if ((q && q->kn) || !t0->data || (q && t0->scale_tensor < 0))
+    return -1;
+  const char *next = t0->data, *snext = q ? g->t[t0->scale_tensor].data : NULL;
+  int64_t rows = 0;
+  for (int i = 0; i < n; i++) {
+    const mlc_tensor *t = &g->t[w[i]];
+    if (t->dtype != t0->dtype || t->cols != t0->cols || t->rows.n || t->rows.m || t->data != next)
+      return -1;
+    int64_t r = mlc_sym_eval(t->rows, 0, 0);
+    next += mlc_weight_bytes(t->dtype, r, t->cols);
+    if (q) {
+      if (t->scale_tensor < 0 || g->t[t->scale_tensor].data != snext)
+        return -1;
+      snext += (size_t)(r * mlc_q_groups(q, t->cols)) * mlc_q_scale_size(q);
+    }
+    rows += r;
+  }
+  int f = mlc_g_tensor(g, name, MLC_T_WEIGHT, t0->dtype, mlc_sym_c(rows), t0->cols);
+  if (f < 0)
+    return -1;
+  g->t[f].data = g->t[w[0]].data;
+  if (q) {
+    char sn[128];
+    snprintf(sn, sizeof sn, "scale(%.80s)", name);
+    int sc = mlc_g_tensor(g, sn, MLC_T_WEIGHT, q->model_dtype, mlc_sym_c(rows), mlc_q_groups(q, g->t[w[0]].cols));
+    if (sc < 0)
+      return -1;
+    g->t[sc].data = g->t[g->t[w[0]].scale_tensor].data;
+    g->t[f].scale_tensor = sc;
+  }
+  return f;
+}
+
 int mlc_b_attention(mlc_builder *b, int xn, const mlc_attn_w *w) {
   const mlc_model_config *c = b->cfg;
   mlc_graph *g = b->g;
@@ -375,8 +421,16 @@ int mlc_b_attention(mlc_builder *b, int xn, const mlc_attn_w *w) {
     return -1;
   int64_t Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
   int q, k, v;
-  if (w->wqkv >= 0) {
-    int qkv = mlc_b_linear(b, xn, w->wqkv, w->bqkv, "qkv"); /* [n, (Hq+2Hkv)*D] */
+  int wqkv = w->wqkv, bqkv = w->bqkv;
+  if (wqkv < 0 && w->bq < 0 && w->bk < 0 && w->bv < 0) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "layers.%d.qkv(adjacent)", b->layer);
+    wqkv = fuse_adjacent(b, (const int[]){w->wq, w->wk, w->wv}, 3, nm);
+  }
+  if (g->status != MLC_OK)
+    return -1;
+  if (wqkv >= 0) {
+    int qkv = mlc_b_linear(b, xn, wqkv, bqkv, "qkv"); /* [n, (Hq+2Hkv)*D] */
     q = mlc_g_view(g, qkv, "q", mlc_sym_n(1), Hq * D, mlc_sym_c(0));
     k = mlc_g_view(g, qkv, "k", mlc_sym_n(1), Hkv * D, mlc_sym_c(Hq * D));
     v = mlc_g_view(g, qkv, "v", mlc_sym_n(1), Hkv * D, mlc_sym_c((Hq + Hkv) * D));

@@ -159,8 +159,16 @@ void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
     d->size[3] = o->ia[3];
     d->size[4] = m->max_pages;
     d->size[5] = stride_of(g, o->in[0]);
+    d->size[6] = o->ia[4] > 1 ? o->ia[4] : 1; /* splits (partials for ATTN_COMBINE) */
     d->fv[0] = o->fa[0];
     d->fv[1] = o->fa[1];
+    L->grid = mlc_sym_scale(rows, o->ia[0] * d->size[6]);
+    break;
+  case MLC_OP_ATTN_COMBINE:
+    b[nb++] = o->out[0], b[nb++] = o->in[0];
+    d->size[0] = o->ia[0];
+    d->size[1] = o->ia[1];
+    d->size[2] = o->ia[2];
     L->grid = mlc_sym_scale(rows, o->ia[0]);
     break;
   case MLC_OP_MOE_ROUTE:
@@ -384,14 +392,33 @@ static mlc_status alloc_runtime(mlc_model *m) {
     size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages : (size_t)m->max_n);
     MLC_TRY(d->caps.host_memory ? d->vt->from_host(d, m->in[i], bytes, &m->in_mem[i]) : d->vt->alloc(d, bytes, &m->in_mem[i]));
   }
-  /* weights and constants: once, for the life of the model */
+  /* weights and constants: once, for the life of the model; weights no live op reads (the parts
+   * of a fused weight: builder.c fuse_adjacent) stay on the host */
+  bool *read = calloc((size_t)m->g.nt + 1, sizeof *read);
+  if (!read)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < m->g.nops; i++)
+    for (int j = 0; j < m->g.ops[i].nin && !m->g.ops[i].dead; j++)
+      for (int x = m->g.ops[i].in[j]; x >= 0; x = m->g.t[x].kind == MLC_T_VIEW ? m->g.t[x].view_src : -1)
+        read[x] = true;
+  if (m->g.logits >= 0)
+    for (int x = m->g.logits; x >= 0; x = m->g.t[x].kind == MLC_T_VIEW ? m->g.t[x].view_src : -1)
+      read[x] = true;
+  for (int i = 0; i < m->g.nt; i++)
+    if (read[i] && m->g.t[i].kind == MLC_T_WEIGHT && m->g.t[i].scale_tensor >= 0)
+      read[m->g.t[i].scale_tensor] = true;
   for (int i = 0; i < m->g.nt; i++) {
     const mlc_tensor *t = &m->g.t[i];
-    if (t->kind != MLC_T_WEIGHT && t->kind != MLC_T_CONST)
+    if ((t->kind != MLC_T_WEIGHT && t->kind != MLC_T_CONST) || (t->kind == MLC_T_WEIGHT && !read[i]))
       continue;
     size_t bytes = mlc_weight_bytes(t->dtype, mlc_sym_eval(t->rows, 0, 0), t->cols);
-    MLC_TRY(d->vt->from_host(d, t->data, bytes, &m->tmem[i]));
+    mlc_status st2 = d->vt->from_host(d, t->data, bytes, &m->tmem[i]);
+    if (st2 != MLC_OK) {
+      free(read);
+      return st2;
+    }
   }
+  free(read);
   for (int i = 0; i < m->n_pages; i++)
     m->free_pages[i] = m->n_pages - 1 - i;
   m->n_free = m->n_pages;
@@ -468,8 +495,20 @@ static mlc_status load_rank(const char *path, const mlc_model_options *opt, int 
       st = mlc_err(MLC_ERR_UNSUPPORTED, "head_dim %d exceeds the generic kernels' limit %d; run with a C compiler",
                    m->cfg.head_dim, MLC_GENERIC_MAX_HEAD_DIM);
   }
+  mlc_device_opts dopt = {.threads = m->opt.threads};
+  if (st == MLC_OK)
+    st = mlc_device_open(m->opt.device, &dopt, &m->dev);
   if (st == MLC_OK)
     st = mlc_model_build_graph(m, !getenv("MLC_NO_FUSION"));
+  if (st == MLC_OK && !m->opt.generic_kernels) {
+    /* attention split over the positions where the device runs it in lanes (GPUs: one (token,
+     * head) alone would keep one SM busy); $MLC_ATTN_SPLITS=S sets S on any device (1: none) */
+    int S = mlc_tunables_for(m->dev->caps.lang)->attn_splits;
+    const char *fs = getenv("MLC_ATTN_SPLITS");
+    if (fs && atoi(fs) >= 1 && atoi(fs) <= 64)
+      S = atoi(fs);
+    mlc_pass_split_attention(&m->g, S);
+  }
   if (st == MLC_OK)
     st = mlc_plan_memory(&m->g, m->max_n);
   if (st == MLC_OK) {
@@ -481,8 +520,6 @@ static mlc_status load_rank(const char *path, const mlc_model_options *opt, int 
     m->nlaunch = m->g.nops;
     for (int i = 0; i < m->g.nops; i++)
       mlc_launch_fill(m, i, &m->launch[i]);
-    mlc_device_opts dopt = {.threads = m->opt.threads};
-    st = mlc_device_open(m->opt.device, &dopt, &m->dev);
   }
   if (st == MLC_OK)
     st = repack_weights(m);

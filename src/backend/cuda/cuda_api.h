@@ -20,6 +20,21 @@ typedef struct CUstream_st *CUstream;
 typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
 typedef struct CUevent_st *CUevent;
+/* cuLaunchKernelEx's config and attributes (cuda.h CUlaunchConfig, CUlaunchAttribute) */
+typedef struct mlc_cu_launch_attr {
+  int id; /* CU_LAUNCH_ATTRIBUTE_*: 6 = PROGRAMMATIC_STREAM_SERIALIZATION */
+  char pad[4];
+  union {
+    char raw[64];
+    int i;
+  } value;
+} mlc_cu_launch_attr;
+typedef struct mlc_cu_launch_config {
+  unsigned gx, gy, gz, bx, by, bz, shared;
+  CUstream stream;
+  mlc_cu_launch_attr *attrs;
+  unsigned nattrs;
+} mlc_cu_launch_config;
 
 enum {
   MLC_CU_ATTR_MAX_THREADS_PER_BLOCK = 1,
@@ -73,6 +88,7 @@ typedef struct mlc_cu_api {
   CUresult (*GraphLaunch)(CUgraphExec e, CUstream s);
   CUresult (*GraphExecDestroy)(CUgraphExec e);
   CUresult (*GraphDestroy)(CUgraph g);
+  CUresult (*LaunchKernelEx)(const mlc_cu_launch_config *cfg, CUfunction f, void **params, void **extra);
   /* optional: events, for $MLC_CUDA_PROFILE (per-kernel times) */
   CUresult (*EventCreate)(CUevent *e, unsigned flags);
   CUresult (*EventDestroy)(CUevent e); /* cuEventDestroy_v2 */

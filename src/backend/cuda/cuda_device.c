@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/kprof.h"
 #include "backend/cuda/cuda_api.h"
 #include "kernel/lower.h"
 
@@ -37,6 +38,7 @@ struct mlc_dmodule {
   CUfunction *fn;
   int *block;
   int *lanes; /* threads per parallel index (the renderer's "mlc_lanes=N" marker) */
+  int *per;   /* outputs per parallel index ("mlc_per=N"): ceil(grid / per) indices are launched */
   char **name;
   int n;
 };
@@ -68,6 +70,8 @@ typedef struct cuda_device {
   char desc[256];
   /* step graphs */
   bool graphs;    /* supported and enabled */
+  bool pdl;       /* step graphs with programmatic dependent launch (sm_90+; $MLC_CUDA_PDL=0: off): a kernel
+                   * starts while its predecessor finishes and waits for it (render.c griddepcontrol) */
   bool deferring; /* inside step_begin .. step_end */
   CUstream stream;
   cuda_rec *rec;
@@ -78,97 +82,8 @@ typedef struct cuda_device {
   long long n_captured, n_replayed, n_direct;
   /* $MLC_CUDA_PROFILE */
   CUevent ev[2];
-  struct cuda_prof *prof;
-  int nprof, capprof;
+  mlc_kprof prof; /* per kernel, step rows and grid */
 } cuda_device;
-
-/* per (kernel, step rows) totals for $MLC_CUDA_PROFILE */
-typedef struct cuda_prof {
-  CUfunction fn;
-  long long rows, calls, grid, lanes;
-  double ms;
-  char name[96];
-} cuda_prof;
-
-static int prof_cmp(const void *a, const void *b) {
-  const cuda_prof *x = a, *y = b;
-  if (x->rows != y->rows)
-    return x->rows < y->rows ? -1 : 1;
-  return x->ms < y->ms ? 1 : x->ms > y->ms ? -1 : 0;
-}
-
-/* the op of a kernel name: k_<op>_<hash> or g_<op>_<variants> */
-static void prof_op(const char *name, char *op, size_t n) {
-  snprintf(op, n, "%s", name + (name[0] && name[1] == '_' ? 2 : 0));
-  char *u = strrchr(op, '_');
-  if (name[0] == 'k' && u)
-    *u = 0;
-}
-
-static void prof_print(cuda_device *c) {
-  if (!c->nprof)
-    return;
-  qsort(c->prof, (size_t)c->nprof, sizeof *c->prof, prof_cmp);
-  for (int i = 0; i < c->nprof;) {
-    long long rows = c->prof[i].rows;
-    int j = i;
-    double tot = 0;
-    long long calls = 0;
-    for (; j < c->nprof && c->prof[j].rows == rows; j++)
-      tot += c->prof[j].ms, calls += c->prof[j].calls;
-    fprintf(stderr, "mlc: cuda profile, steps of %lld rows: %lld launches, %.3f ms of kernels\n", rows, calls, tot);
-    /* by op */
-    char ops[32][96];
-    double opms[32] = {0};
-    long long opcalls[32] = {0};
-    int nops = 0;
-    for (int q = i; q < j; q++) {
-      char op[96];
-      prof_op(c->prof[q].name, op, sizeof op);
-      int o = 0;
-      while (o < nops && strcmp(ops[o], op))
-        o++;
-      if (o == nops && nops < 32)
-        snprintf(ops[nops++], sizeof ops[0], "%s", op);
-      if (o < nops)
-        opms[o] += c->prof[q].ms, opcalls[o] += c->prof[q].calls;
-    }
-    for (int o = 0; o < nops; o++)
-      fprintf(stderr, "mlc:   op %-16s %6lld calls %9.3f ms %5.1f%%\n", ops[o], opcalls[o], opms[o],
-              tot > 0 ? 100 * opms[o] / tot : 0);
-    for (int q = i; q < j && q < i + 24; q++)
-      fprintf(stderr, "mlc:   %-40s grid %8lld x%-2lld %6lld calls %9.3f ms %8.2f us/call\n", c->prof[q].name,
-              c->prof[q].grid, c->prof[q].lanes, c->prof[q].calls, c->prof[q].ms, 1000 * c->prof[q].ms / c->prof[q].calls);
-    i = j;
-  }
-}
-
-/* one launch timed by an event pair (synchronous: profiling only) */
-static void prof_add(cuda_device *c, CUfunction fn, const char *name, long long rows, long long grid, int lanes,
-                     float ms) {
-  int i = 0;
-  while (i < c->nprof && !(c->prof[i].fn == fn && c->prof[i].rows == rows))
-    i++;
-  if (i == c->nprof) {
-    if (c->nprof == c->capprof) {
-      int cap = c->capprof ? 2 * c->capprof : 64;
-      cuda_prof *np = realloc(c->prof, sizeof *np * (size_t)cap);
-      if (!np)
-        return;
-      c->prof = np;
-      c->capprof = cap;
-    }
-    memset(&c->prof[i], 0, sizeof c->prof[i]);
-    c->prof[i].fn = fn;
-    c->prof[i].rows = rows;
-    snprintf(c->prof[i].name, sizeof c->prof[i].name, "%s", name);
-    c->nprof++;
-  }
-  c->prof[i].calls++;
-  c->prof[i].ms += ms;
-  c->prof[i].grid = grid;
-  c->prof[i].lanes = lanes;
-}
 
 static mlc_status cuerr(CUresult r, const char *what) {
   return mlc_err(MLC_ERR_DEVICE, "cuda: %s: %s", what, mlc_cu_errstr(r));
@@ -204,10 +119,10 @@ static void cuda_destroy(mlc_device *d) {
   c->cu->CtxSynchronize();
   const char *gs = getenv("MLC_CUDA_GRAPH_STATS");
   if (gs && *gs && strcmp(gs, "0"))
-    fprintf(stderr, "mlc: cuda step graphs: %lld captured, %lld replayed, %lld sequences launched one by one\n",
-            c->n_captured, c->n_replayed, c->n_direct);
-  prof_print(c);
-  free(c->prof);
+    fprintf(stderr, "mlc: cuda step graphs: %lld captured, %lld replayed, %lld sequences launched one by one%s\n",
+            c->n_captured, c->n_replayed, c->n_direct, c->pdl ? " (programmatic dependent launch)" : "");
+  mlc_kprof_print(&c->prof, "cuda", "launches", "kernels");
+  mlc_kprof_free(&c->prof);
   for (int i = 0; i < 2; i++)
     if (c->ev[i])
       c->cu->EventDestroy(c->ev[i]);
@@ -296,6 +211,7 @@ static void cuda_module_free(mlc_device *d, mlc_dmodule *mod) {
   free(mod->fn);
   free(mod->block);
   free(mod->lanes);
+  free(mod->per);
   free(mod);
 }
 
@@ -309,6 +225,7 @@ static mlc_status cuda_build(mlc_device *d, const char *const *names, const char
   mlc_dmodule *mod = calloc(1, sizeof *mod);
   size_t cnt = (size_t)(n ? n : 1);
   if (!mod || !(mod->fn = calloc(cnt, sizeof *mod->fn)) || !(mod->block = calloc(cnt, sizeof(int))) || !(mod->lanes = calloc(cnt, sizeof(int))) ||
+      !(mod->per = calloc(cnt, sizeof(int))) ||
       !(mod->name = calloc(cnt, sizeof(char *)))) {
     cuda_module_free(d, mod);
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
@@ -338,6 +255,12 @@ static mlc_status cuda_build(mlc_device *d, const char *const *names, const char
     mod->block[i] = bs > 0 ? bs : 64;
     const char *lm = strstr(sources[i], "/* mlc_lanes=");
     mod->lanes[i] = lm ? atoi(lm + 13) : 1;
+    const char *pm = strstr(sources[i], "/* mlc_per=");
+    mod->per[i] = pm ? atoi(pm + 11) : 1;
+    if (mod->per[i] < 1) {
+      st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: bad outputs per index %d", names[i], mod->per[i]);
+      break;
+    }
     if (mod->lanes[i] < 1 || mod->block[i] % mod->lanes[i]) {
       st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: %d lanes do not divide its block of %d", names[i], mod->lanes[i],
                    mod->block[i]);
@@ -379,7 +302,8 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
   a.g0 = 0;
   a.g1 = grid;
   int64_t bs = mod->block[k];
-  int64_t blocks = (grid * mod->lanes[k] + bs - 1) / bs;
+  int64_t idx = (grid + mod->per[k] - 1) / mod->per[k]; /* parallel indices */
+  int64_t blocks = (idx * mod->lanes[k] + bs - 1) / bs;
   if (blocks > 0x7fffffff)
     return mlc_err(MLC_ERR_LIMIT, "cuda: kernel %s: parallel range %lld too large", mod->name[k], (long long)grid);
   if (c->deferring) {
@@ -413,7 +337,7 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
       r = cu->EventElapsedTime(&ms, c->ev[0], c->ev[1]);
     if (r != 0)
       return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", mod->name[k], (long long)grid, mlc_cu_errstr(r));
-    prof_add(c, mod->fn[k], mod->name[k], ip[MLC_KDYN], grid, mod->lanes[k], ms);
+    mlc_kprof_add(&c->prof, mod->fn[k], mod->name[k], ip[MLC_KDYN], grid, mod->lanes[k], ms);
     return MLC_OK;
   }
   CUresult r = cu->LaunchKernel(mod->fn[k], (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
@@ -435,7 +359,15 @@ static cuda_graph *capture(cuda_device *c, uint64_t key, const cuda_rec *recs, i
   for (int i = 0; i < n && r == 0; i++) {
     mlc_kargs a = recs[i].a;
     void *params[] = {&a};
-    r = cu->LaunchKernel(recs[i].fn, recs[i].blocks, 1, 1, recs[i].bs, 1, 1, 0, c->stream, params, NULL);
+    if (c->pdl && i > 0) {
+      mlc_cu_launch_attr at = {.id = 6 /* CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION */};
+      at.value.i = 1;
+      mlc_cu_launch_config cfg = {.gx = recs[i].blocks, .gy = 1, .gz = 1, .bx = recs[i].bs, .by = 1, .bz = 1,
+                                  .stream = c->stream, .attrs = &at, .nattrs = 1};
+      r = cu->LaunchKernelEx(&cfg, recs[i].fn, params, NULL);
+    } else {
+      r = cu->LaunchKernel(recs[i].fn, recs[i].blocks, 1, 1, recs[i].bs, 1, 1, 0, c->stream, params, NULL);
+    }
   }
   CUresult r2 = cu->StreamEndCapture(c->stream, &g);
   if (r == 0)
@@ -616,6 +548,8 @@ mlc_status mlc_cuda_device_new(const char *name, const mlc_device_opts *opt, mlc
   c->graphs = !c->sync_each && !c->ev[1] && !(ge && !strcmp(ge, "0")) && cu->StreamCreate && cu->StreamDestroy &&
               cu->StreamBeginCapture && cu->StreamEndCapture && cu->GraphInstantiateWithFlags && cu->GraphLaunch &&
               cu->GraphExecDestroy && cu->GraphDestroy && cu->StreamCreate(&c->stream, 0) == 0;
+  const char *pd = getenv("MLC_CUDA_PDL");
+  c->pdl = c->graphs && cu->LaunchKernelEx && c->cc_major >= 9 && !(pd && !strcmp(pd, "0"));
   c->base.vt = &CUDA_VT;
   c->base.caps = (mlc_device_caps){.lang = KIR_LANG_CUDA, .subgroup_size = warp, .max_workgroup = maxwg,
                                    .max_shared = (size_t)shmem, .fp16 = true, .int8_dot = c->cc_major * 10 + c->cc_minor >= 61};

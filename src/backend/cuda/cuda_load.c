@@ -60,16 +60,16 @@ static void cu_load_once(void) {
   B(GetErrorString, "cuGetErrorString");
 #undef B
   /* optional: step graphs are off without them */
-  static const char *const opt_syms[13] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
+  static const char *const opt_syms[14] = {"cuLaunchKernelEx", "cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
                                            "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
                                            "cuGraphExecDestroy", "cuGraphDestroy", "cuEventCreate", "cuEventDestroy_v2",
                                            "cuEventRecord", "cuEventSynchronize", "cuEventElapsedTime"};
-  void **opt_slots[13] = {(void **)&CU.StreamCreate, (void **)&CU.StreamDestroy, (void **)&CU.StreamBeginCapture,
+  void **opt_slots[14] = {(void **)&CU.LaunchKernelEx, (void **)&CU.StreamCreate, (void **)&CU.StreamDestroy, (void **)&CU.StreamBeginCapture,
                           (void **)&CU.StreamEndCapture, (void **)&CU.GraphInstantiateWithFlags,
                           (void **)&CU.GraphLaunch, (void **)&CU.GraphExecDestroy, (void **)&CU.GraphDestroy,
                           (void **)&CU.EventCreate, (void **)&CU.EventDestroy, (void **)&CU.EventRecord,
                           (void **)&CU.EventSynchronize, (void **)&CU.EventElapsedTime};
-  for (int i = 0; i < 13; i++) {
+  for (int i = 0; i < 14; i++) {
     void *p = dlsym(dl, opt_syms[i]);
     memcpy(opt_slots[i], &p, sizeof p);
   }

@@ -17,18 +17,25 @@
  *   most maxStorageBufferRange bytes (caps.max_binding).
  * - Launches are collected as dispatch records and submitted as one step at sync/read/write/free:
  *   a step equal to the last one (each decode step of a shape) resubmits its recorded command
- *   buffer; else the step is recorded, with a memory barrier after each dispatch. Transfers go
- *   in a separate command buffer submitted first. A fence waits for each submission.
+ *   buffer; else the step is recorded, with a memory barrier before each dispatch that touches a
+ *   buffer range an earlier dispatch since the last barrier wrote, or writes one it read
+ *   (MLC_VULKAN_ALL_BARRIERS=1: after every dispatch). Transfers go in a separate command buffer
+ *   submitted first. A fence waits for each submission.
+ * - MLC_VULKAN_PROFILE=1: timestamps around every dispatch, a table per kernel at destruction;
+ *   MLC_VULKAN_STATS=1: dispatches, barriers, GPU and submit times per step.
  * - One VkInstance per process and one VkDevice per GPU, kept for the process (vk_shared).
  */
 #include "backend/device.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/kprof.h"
 #include "backend/vulkan/spirv.h"
+#include "kernel/lower.h" /* MLC_KDYN: the step's row count in ip[], for the profile */
 
 #if defined(__has_include)
 #if __has_include(<vulkan/vulkan.h>)
@@ -64,6 +71,10 @@ typedef struct vk_params {
 typedef struct vk_op {
   VkPipeline pipe;
   uint32_t nbuf, groups;
+  uint32_t wmask;   /* bindings the kernel may write (not `readonly` in its GLSL) */
+  uint32_t part;    /* 0, or the index of this piece of a launch split over several dispatches */
+  int32_t lanes;    /* invocations per parallel index (profile) */
+  const char *name; /* the kernel's name, owned by its module (profile) */
   VkDescriptorBufferInfo bi[KIR_MAX_BUFS];
   vk_params prm;
 } vk_op;
@@ -74,10 +85,31 @@ typedef struct vk_op {
 typedef struct vk_step {
   VkCommandBuffer cb;
   VkDescriptorPool pool;
-  mlc_dmem *params; /* STEP_MAX slots */
+  VkQueryPool qpool; /* timestamps (MLC_VULKAN_PROFILE / MLC_VULKAN_STATS), else VK_NULL_HANDLE */
+  mlc_dmem *params;  /* STEP_MAX slots */
   vk_op *ops;
   int n;
+  int nbar;          /* barriers recorded (the one first and the one last included) */
+  int nbar_ideal;    /* estimate: barriers were each argument's extent known (offset identity) */
 } vk_step;
+
+/* Buffer ranges accessed since the last barrier: one hull per buffer (a superset, so safe). */
+#define TRACK_MAX 64
+typedef struct vk_range {
+  VkBuffer buf;
+  VkDeviceSize lo, hi;
+} vk_range;
+typedef struct vk_track {
+  vk_range rd[TRACK_MAX], wr[TRACK_MAX];
+  int nrd, nwr;
+} vk_track;
+
+
+/* MLC_VULKAN_PROFILE / MLC_VULKAN_STATS: per step row count */
+typedef struct vk_stepstat {
+  long long rows, steps, replays, dispatches, barriers, barriers_ideal;
+  double span_ms, kernel_ms, wall_ms; /* GPU first to last timestamp; dispatches' own; submit to fence */
+} vk_stepstat;
 
 /* ---- entry points ---- */
 #define VK_INSTANCE_FNS(X)                                                                                            \
@@ -94,7 +126,8 @@ typedef struct vk_step {
   X(vkUpdateDescriptorSets) X(vkCreateCommandPool) X(vkDestroyCommandPool) X(vkAllocateCommandBuffers)               \
   X(vkBeginCommandBuffer) X(vkEndCommandBuffer) X(vkResetCommandBuffer) X(vkCmdBindPipeline)                         \
   X(vkCmdBindDescriptorSets) X(vkCmdDispatch) X(vkCmdPipelineBarrier) X(vkCmdCopyBuffer) X(vkCmdFillBuffer)           \
-  X(vkQueueSubmit) X(vkCreateFence) X(vkDestroyFence) X(vkWaitForFences) X(vkResetFences) X(vkDeviceWaitIdle)
+  X(vkQueueSubmit) X(vkCreateFence) X(vkDestroyFence) X(vkWaitForFences) X(vkResetFences) X(vkDeviceWaitIdle)          \
+  X(vkCreateQueryPool) X(vkDestroyQueryPool) X(vkCmdResetQueryPool) X(vkCmdWriteTimestamp) X(vkGetQueryPoolResults)
 
 typedef struct vk_fns {
   PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr;
@@ -117,6 +150,8 @@ struct mlc_dmodule {
   VkPipeline *pipe; /* per kernel index (duplicates share: owned[i] says who frees) */
   bool *owned;
   int *lanes;       /* invocations per parallel index: a workgroup each when > 1 (render.c) */
+  uint32_t *wmask;  /* per kernel: bindings not declared `readonly` (render.c), i.e. possibly written */
+  char **name;      /* per kernel (profile) */
 };
 
 typedef struct vk_info {
@@ -148,7 +183,21 @@ typedef struct vk_device {
   vk_step step[2];    /* the recorded step and a spare to record the next one into */
   int cached;         /* index of the step that may be replayed, or -1 */
   bool no_replay;     /* MLC_VULKAN_NO_REPLAY=1: record every step */
+  bool all_barriers;  /* MLC_VULKAN_ALL_BARRIERS=1: a barrier after every dispatch (no elision) */
   long replays;
+  vk_track track, ideal; /* record_step's hazard tracking (ideal: the estimate, never used to elide) */
+  /* MLC_VULKAN_PROFILE=1: timestamps around every dispatch; MLC_VULKAN_STATS=1: around every step */
+  bool profile, stats;
+  uint32_t nqueries;  /* per step's query pool: 0 (none), 2 (step), 2 + 2 * STEP_MAX (profile) */
+  uint64_t ts_mask;   /* timestampValidBits */
+  double ts_period;   /* ns per tick (timestampPeriod) */
+  uint64_t *ts;       /* query results (2 + 2 * STEP_MAX); NULL: no timestamps */
+  uint32_t ts_bits;
+  mlc_kprof prof; /* MLC_VULKAN_PROFILE: GPU time per kernel, step rows and grid */
+  vk_stepstat sstat[16];
+  int nsstat;
+  long long nsubmits;
+  double submit_ms;   /* wall time of every submission, fence wait included */
   size_t param_slot;  /* bytes per slot (aligned) */
   mlc_dmem *staging;  /* host-visible, for memory that is not */
   bool no_map;        /* MLC_VULKAN_STAGING=1: device memory only through staging (as on a discrete GPU) */
@@ -449,8 +498,79 @@ static void barrier_on(vk_device *v, VkCommandBuffer cb) {
 }
 static void barrier(vk_device *v) { barrier_on(v, v->cb); }
 
-/* Records the pending dispatches into step s (a barrier first: earlier work in submission order
- * is complete and visible; one after each dispatch). */
+/* ---- hazard tracking ----
+ * A barrier goes before a dispatch only when it reads or writes a range written since the last
+ * barrier (read/write after write) or writes a range read since then (write after read). Every
+ * bound buffer counts as read; the ones its GLSL does not declare `readonly` (render.c:
+ * kir_buf.write) as written too. The backend learns only where an argument starts, not how long
+ * it is, so an argument's range is its whole binding: from its offset to the end of the buffer
+ * (at most maxStorageBufferRange), which is what the shader can reach. Pieces of one launch split
+ * over several dispatches (a grid over maxComputeWorkGroupCount) need none between them: they are
+ * one kernel over disjoint indices. MLC_VULKAN_ALL_BARRIERS=1: one after every dispatch. */
+static bool range_hit(const vk_range *set, int n, const vk_range *r) {
+  for (int i = 0; i < n; i++)
+    if (set[i].buf == r->buf && set[i].lo < r->hi && r->lo < set[i].hi)
+      return true;
+  return false;
+}
+
+/* adds r to the set, as the hull with the buffer's range there; false when the set is full */
+static bool range_add(vk_range *set, int *n, const vk_range *r) {
+  for (int i = 0; i < *n; i++)
+    if (set[i].buf == r->buf) {
+      if (r->lo < set[i].lo)
+        set[i].lo = r->lo;
+      if (r->hi > set[i].hi)
+        set[i].hi = r->hi;
+      return true;
+    }
+  if (*n == TRACK_MAX)
+    return false;
+  set[(*n)++] = *r;
+  return true;
+}
+
+/* binding i of op: its whole bound range; or (point) one byte where the argument starts, the
+ * optimistic estimate of what exact extents could give (reported, never used to drop a barrier) */
+static vk_range op_range(const vk_op *op, int i, bool point) {
+  const VkDescriptorBufferInfo *b = &op->bi[i];
+  if (point)
+    return (vk_range){b->buffer, b->offset + (VkDeviceSize)op->prm.bo[i], b->offset + (VkDeviceSize)op->prm.bo[i] + 1};
+  return (vk_range){b->buffer, b->offset, b->offset + b->range};
+}
+
+/* Whether op must wait for the accesses since the last barrier; then (after that barrier, when
+ * one is put) adds op's accesses. */
+static bool track_need(const vk_track *t, const vk_op *op, bool point) {
+  if (op->part)
+    return false;
+  if (t->nrd < 0) /* a set overflowed: unknown accesses */
+    return true;
+  for (uint32_t i = 0; i < op->nbuf; i++) {
+    vk_range r = op_range(op, (int)i, point);
+    if (range_hit(t->wr, t->nwr, &r) || ((op->wmask >> i & 1) && range_hit(t->rd, t->nrd, &r)))
+      return true;
+  }
+  return false;
+}
+static void track_reset(vk_track *t) { t->nrd = t->nwr = 0; }
+static void track_add(vk_track *t, const vk_op *op, bool point) {
+  if (t->nrd < 0)
+    return;
+  for (uint32_t i = 0; i < op->nbuf; i++) {
+    vk_range r = op_range(op, (int)i, point);
+    if (!range_add(t->rd, &t->nrd, &r) || ((op->wmask >> i & 1) && !range_add(t->wr, &t->nwr, &r))) {
+      t->nrd = -1; /* the next dispatch gets a barrier */
+      return;
+    }
+  }
+}
+
+/* Records the pending dispatches into step s: a barrier first (earlier work in submission order
+ * is complete and visible), one before each dispatch that depends on one since the last barrier
+ * (above), one last (for the host and the next submission). With timestamps: query 0 (top of
+ * pipe) and 1 (after the last barrier) bracket the step; with MLC_VULKAN_PROFILE, queries 2 + 2i
+ * and 3 + 2i bracket dispatch i (bottom of pipe: after everything before is done). */
 static mlc_status record_step(vk_device *v, int s) {
   vk_step *st = &v->step[s];
   st->n = 0;
@@ -458,7 +578,14 @@ static mlc_status record_step(vk_device *v, int s) {
   VKCHECK(v->f.vkResetDescriptorPool(v->dev, st->pool, 0), "vkResetDescriptorPool");
   VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   VKCHECK(v->f.vkBeginCommandBuffer(st->cb, &bi), "vkBeginCommandBuffer");
+  if (st->qpool) {
+    v->f.vkCmdResetQueryPool(st->cb, st->qpool, 0, v->nqueries);
+    v->f.vkCmdWriteTimestamp(st->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, st->qpool, 0);
+  }
   barrier_on(v, st->cb);
+  st->nbar = st->nbar_ideal = 1;
+  track_reset(&v->track);
+  track_reset(&v->ideal);
   for (int i = 0; i < v->npend; i++) {
     const vk_op *op = &v->pend[i];
     size_t poff = (size_t)i * v->param_slot;
@@ -474,15 +601,109 @@ static mlc_status record_step(vk_device *v, int s) {
         {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = 0, .descriptorCount = op->nbuf,
          .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = op->bi}};
     v->f.vkUpdateDescriptorSets(v->dev, op->nbuf ? 2 : 1, w, 0, NULL);
+    bool need = v->all_barriers ? i > 0 : track_need(&v->track, op, false);
+    if (need) {
+      barrier_on(v, st->cb);
+      st->nbar++;
+      track_reset(&v->track);
+    }
+    track_add(&v->track, op, false);
+    if (i > 0 && track_need(&v->ideal, op, true)) {
+      st->nbar_ideal++;
+      track_reset(&v->ideal);
+    }
+    track_add(&v->ideal, op, true);
     v->f.vkCmdBindPipeline(st->cb, VK_PIPELINE_BIND_POINT_COMPUTE, op->pipe);
     v->f.vkCmdBindDescriptorSets(st->cb, VK_PIPELINE_BIND_POINT_COMPUTE, v->layout, 0, 1, &set, 0, NULL);
+    if (st->qpool && v->profile)
+      v->f.vkCmdWriteTimestamp(st->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, st->qpool, 2 + 2 * (uint32_t)i);
     v->f.vkCmdDispatch(st->cb, op->groups, 1, 1);
-    barrier_on(v, st->cb);
+    if (st->qpool && v->profile)
+      v->f.vkCmdWriteTimestamp(st->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, st->qpool, 3 + 2 * (uint32_t)i);
   }
+  barrier_on(v, st->cb);
+  st->nbar++;
+  st->nbar_ideal++;
+  if (st->qpool)
+    v->f.vkCmdWriteTimestamp(st->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, st->qpool, 1);
   VKCHECK(v->f.vkEndCommandBuffer(st->cb), "vkEndCommandBuffer");
   memcpy(st->ops, v->pend, sizeof *v->pend * (size_t)v->npend);
   st->n = v->npend;
   return MLC_OK;
+}
+
+/* ---- profile and step statistics ---- */
+/* The step's statistics after its fence: counts, and its timestamps where there are some. */
+static void step_done(vk_device *v, int s, bool replayed, double wall_ms) {
+  const vk_step *st = &v->step[s];
+  long long rows = 0; /* the step's row count: the largest dynamic size (ip[MLC_KDYN]) of its dispatches */
+  for (int i = 0; i < st->n; i++)
+    if (st->ops[i].prm.ip[MLC_KDYN] > rows)
+      rows = st->ops[i].prm.ip[MLC_KDYN];
+  int k = 0;
+  while (k < v->nsstat && v->sstat[k].rows != rows)
+    k++;
+  if (k == v->nsstat) {
+    if (k == (int)(sizeof v->sstat / sizeof v->sstat[0])) {
+      k--; /* the last entry takes the rest: "steps of -1 rows" */
+      v->sstat[k].rows = -1;
+    } else {
+      memset(&v->sstat[v->nsstat++], 0, sizeof v->sstat[0]);
+      v->sstat[k].rows = rows;
+    }
+  }
+  vk_stepstat *ss = &v->sstat[k];
+  ss->steps++;
+  ss->replays += replayed;
+  ss->dispatches += st->n;
+  ss->barriers += st->nbar;
+  ss->barriers_ideal += st->nbar_ideal;
+  ss->wall_ms += wall_ms;
+  if (!st->qpool || !v->ts)
+    return;
+  uint32_t nq = v->profile ? 2 + 2 * (uint32_t)st->n : 2;
+  if (v->f.vkGetQueryPoolResults(v->dev, st->qpool, 0, nq, sizeof *v->ts * nq, v->ts, sizeof *v->ts,
+                                 VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
+    return;
+  double ms_per_tick = v->ts_period * 1e-6;
+  ss->span_ms += (double)((v->ts[1] - v->ts[0]) & v->ts_mask) * ms_per_tick;
+  if (!v->profile)
+    return;
+  for (int i = 0; i < st->n; i++) {
+    double ms = (double)((v->ts[3 + 2 * i] - v->ts[2 + 2 * i]) & v->ts_mask) * ms_per_tick;
+    ss->kernel_ms += ms;
+    const char *name = st->ops[i].name ? st->ops[i].name : "?";
+    mlc_kprof_add(&v->prof, name, name, rows, st->ops[i].prm.g1 - st->ops[i].prm.g0, st->ops[i].lanes, ms);
+  }
+}
+
+static void stats_print(vk_device *v) {
+  for (int k = 0; k < v->nsstat; k++) {
+    const vk_stepstat *ss = &v->sstat[k];
+    double n = (double)(ss->steps ? ss->steps : 1);
+    fprintf(stderr, "mlc: vulkan steps of %lld rows: %lld steps (%lld replayed), per step %.1f dispatches, %.1f barriers "
+            "(%s; estimate were argument extents known: %.1f), submit to fence %.3f ms", ss->rows, ss->steps, ss->replays,
+            ss->dispatches / n, ss->barriers / n, v->all_barriers ? "MLC_VULKAN_ALL_BARRIERS" : "elided where independent",
+            ss->barriers_ideal / n, ss->wall_ms / n);
+    if (v->ts)
+      fprintf(stderr, ", GPU %.3f ms (first to last timestamp)", ss->span_ms / n);
+    if (v->profile && v->ts)
+      fprintf(stderr, ", dispatches %.3f ms (%.1f%% of GPU; the rest: barriers, gaps)", ss->kernel_ms / n,
+              ss->span_ms > 0 ? 100 * ss->kernel_ms / ss->span_ms : 0);
+    fputc('\n', stderr);
+  }
+  long long nsteps = 0;
+  double step_ms = 0;
+  for (int k = 0; k < v->nsstat; k++)
+    nsteps += v->sstat[k].steps, step_ms += v->sstat[k].wall_ms;
+  fprintf(stderr, "mlc: vulkan: %lld submissions, %.3f ms from submit to fence in all; %lld of them transfers only "
+          "(writes, reads, copies: each waits for its fence), %.3f ms", v->nsubmits, v->submit_ms, v->nsubmits - nsteps,
+          v->submit_ms - step_ms);
+  if (v->ts)
+    fprintf(stderr, "; timestamps: %u valid bits, %.3f ns per tick", v->ts_bits, v->ts_period);
+  fputc('\n', stderr);
+  if ((v->profile || v->stats) && !v->ts)
+    fprintf(stderr, "mlc: vulkan: this queue has no timestamps (timestampValidBits 0): counts only\n");
 }
 
 /* Submits the recorded transfers, then the pending dispatches (the recorded step again when they
@@ -499,11 +720,13 @@ static mlc_status flush(vk_device *v) {
     cbs[ncb++] = v->cb;
   }
   int s = -1;
+  bool replayed = false;
   if (v->npend) {
     const vk_step *c = v->cached >= 0 ? &v->step[v->cached] : NULL;
     if (c && !v->no_replay && c->n == v->npend && !memcmp(c->ops, v->pend, sizeof *v->pend * (size_t)v->npend)) {
       s = v->cached;
       v->replays++;
+      replayed = true;
     } else {
       s = v->cached == 0 ? 1 : 0;
       v->cached = -1;
@@ -517,16 +740,22 @@ static mlc_status flush(vk_device *v) {
     v->npend = 0;
   }
   VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = ncb, .pCommandBuffers = cbs};
+  double t0 = mlc_now();
   pthread_mutex_lock(v->qlock);
   VkResult qr = v->f.vkQueueSubmit(v->queue, 1, &si, v->fence);
   pthread_mutex_unlock(v->qlock);
   VKCHECK(qr, "vkQueueSubmit");
   VKCHECK(v->f.vkWaitForFences(v->dev, 1, &v->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  double wall_ms = 1000 * (mlc_now() - t0);
+  v->nsubmits++;
+  v->submit_ms += wall_ms;
   VKCHECK(v->f.vkResetFences(v->dev, 1, &v->fence), "vkResetFences");
   if (had_cb)
     VKCHECK(v->f.vkResetCommandBuffer(v->cb, 0), "vkResetCommandBuffer");
-  if (s >= 0)
+  if (s >= 0) {
     v->cached = s;
+    step_done(v, s, replayed, wall_ms);
+  }
   return MLC_OK;
 }
 
@@ -629,10 +858,29 @@ static void vk_module_free(mlc_device *d, mlc_dmodule *mod) {
   for (int i = 0; i < mod->n; i++)
     if (mod->owned[i] && mod->pipe[i])
       v->f.vkDestroyPipeline(v->dev, mod->pipe[i], NULL);
+  for (int i = 0; mod->name && i < mod->n; i++)
+    free(mod->name[i]);
+  free(mod->name);
+  free(mod->wmask);
   free(mod->pipe);
   free(mod->owned);
   free(mod->lanes);
   free(mod);
+}
+
+/* Bindings a kernel may write: render.c declares every buffer argument
+ * `layout(std430, binding = B) [readonly ]buffer ...`, and a `readonly` one cannot be written
+ * (the GLSL compiler refuses). A binding whose declaration is not found counts as written. */
+static uint32_t write_mask(const char *src) {
+  uint32_t m = 0;
+  for (int b = 0; b < KIR_MAX_BUFS; b++) {
+    char pat[48];
+    snprintf(pat, sizeof pat, "binding = %d) ", b);
+    const char *p = strstr(src, pat);
+    if (!p || strncmp(p + strlen(pat), "readonly buffer", 15))
+      m |= 1u << b;
+  }
+  return m;
 }
 
 /* Blanks every occurrence of line `what` in s (same length, so nothing moves). */
@@ -688,15 +936,24 @@ static mlc_status vk_build(mlc_device *d, const char *const *names, const char *
   mlc_dmodule *mod = calloc(1, sizeof *mod);
   if (!mod || !(mod->pipe = calloc((size_t)(n ? n : 1), sizeof *mod->pipe)) ||
       !(mod->owned = calloc((size_t)(n ? n : 1), sizeof *mod->owned)) ||
-      !(mod->lanes = calloc((size_t)(n ? n : 1), sizeof *mod->lanes))) {
+      !(mod->lanes = calloc((size_t)(n ? n : 1), sizeof *mod->lanes)) ||
+      !(mod->wmask = calloc((size_t)(n ? n : 1), sizeof *mod->wmask)) ||
+      !(mod->name = calloc((size_t)(n ? n : 1), sizeof *mod->name))) {
     if (mod) {
       free(mod->pipe);
       free(mod->owned);
+      free(mod->lanes);
+      free(mod->wmask);
     }
     free(mod);
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
   }
   mod->n = n;
+  for (int i = 0; i < n; i++)
+    if (!(mod->name[i] = mlc_strdup(names[i] ? names[i] : "?"))) {
+      vk_module_free(d, mod);
+      return mlc_err(MLC_ERR_NOMEM, "out of memory");
+    }
   double t0 = mlc_now();
   mlc_status st = MLC_OK;
   for (int i = 0; i < n && st == MLC_OK; i++) {
@@ -706,10 +963,12 @@ static mlc_status vk_build(mlc_device *d, const char *const *names, const char *
     if (j < i) {
       mod->pipe[i] = mod->pipe[j];
       mod->lanes[i] = mod->lanes[j];
+      mod->wmask[i] = mod->wmask[j];
       continue;
     }
     const char *ln = strstr(sources[i], "// mlc_lanes=");
     mod->lanes[i] = ln ? atoi(ln + 13) : 1;
+    mod->wmask[i] = write_mask(sources[i]);
     st = make_pipeline(v, names[i], sources[i], verbose, &mod->pipe[i]);
     mod->owned[i] = st == MLC_OK;
   }
@@ -736,6 +995,9 @@ static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *co
   memset(&op, 0, sizeof op); /* compared byte for byte */
   op.pipe = mod->pipe[k];
   op.nbuf = (uint32_t)nbuf;
+  op.wmask = mod->wmask[k];
+  op.lanes = mod->lanes[k];
+  op.name = mod->name[k];
   for (int i = 0; i < 16; i++)
     op.prm.ip[i] = (int32_t)ip[i];
   for (int i = 0; i < 4; i++)
@@ -762,6 +1024,9 @@ static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *co
     op.prm.g0 = (int32_t)g0;
     op.prm.g1 = (int32_t)g1;
     op.groups = (uint32_t)((g1 - g0 + ipg - 1) / ipg);
+    op.part = (uint32_t)(g0 / per);
+    if (op.part && v->npend == 0)
+      op.part = 0; /* the earlier pieces went in another submission */
     v->pend[v->npend++] = op;
   }
   return MLC_OK;
@@ -772,16 +1037,23 @@ static const char *vk_describe(mlc_device *d) { return ((vk_device *)d)->desc; }
 
 static void vk_destroy(mlc_device *d) {
   vk_device *v = (vk_device *)d;
-  const char *stats = getenv("MLC_VULKAN_STATS");
-  if (stats && *stats && strcmp(stats, "0"))
-    fprintf(stderr, "mlc: vulkan: %ld steps replayed from their recorded command buffer\n", v->replays);
-  if (v->dev) {
+  if (v->dev)
     flush(v);
+  if (v->stats || v->profile) {
+    fprintf(stderr, "mlc: vulkan: %ld steps replayed from their recorded command buffer\n", v->replays);
+    stats_print(v);
+    mlc_kprof_print(&v->prof, "vulkan", "dispatches", "GPU time");
+  }
+  mlc_kprof_free(&v->prof);
+  free(v->ts);
+  if (v->dev) {
     for (int i = 0; i < 2; i++) {
       buf_free(v, v->step[i].params);
       free(v->step[i].ops);
       if (v->step[i].pool)
         v->f.vkDestroyDescriptorPool(v->dev, v->step[i].pool, NULL);
+      if (v->step[i].qpool)
+        v->f.vkDestroyQueryPool(v->dev, v->step[i].qpool, NULL);
     }
     buf_free(v, v->staging);
     if (v->fence)
@@ -905,12 +1177,36 @@ static mlc_status init(vk_device *v, int index) {
   v->no_replay = nr && *nr && strcmp(nr, "0");
   const char *stg = getenv("MLC_VULKAN_STAGING");
   v->no_map = stg && *stg && strcmp(stg, "0");
+  const char *ab = getenv("MLC_VULKAN_ALL_BARRIERS");
+  v->all_barriers = ab && *ab && strcmp(ab, "0");
+  const char *pr = getenv("MLC_VULKAN_PROFILE"), *ss = getenv("MLC_VULKAN_STATS");
+  v->profile = pr && *pr && strcmp(pr, "0");
+  v->stats = ss && *ss && strcmp(ss, "0");
   v->f.vkGetPhysicalDeviceMemoryProperties(v->phys, &v->memprops);
   const VkPhysicalDeviceLimits *l = &v->info.props.limits;
   v->align = l->minStorageBufferOffsetAlignment ? l->minStorageBufferOffsetAlignment : 1;
   v->max_range = l->maxStorageBufferRange;
   v->max_groups = l->maxComputeWorkGroupCount[0];
   v->param_slot = (sizeof(vk_params) + v->align - 1) / v->align * v->align;
+  if (v->profile || v->stats) {
+    /* timestamps: where the queue family has valid bits (timestampComputeAndGraphics says all
+     * compute queues do; a compute-only family may have them without it) */
+    uint32_t nq = 0;
+    VkQueueFamilyProperties qf[32];
+    v->f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, NULL);
+    if (nq > 32)
+      nq = 32;
+    v->f.vkGetPhysicalDeviceQueueFamilyProperties(v->phys, &nq, qf);
+    uint32_t bits = v->qfam < nq ? qf[v->qfam].timestampValidBits : 0;
+    if (bits && l->timestampPeriod > 0) {
+      v->ts_mask = bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << bits) - 1;
+      v->ts_period = l->timestampPeriod;
+      v->nqueries = v->profile ? 2 + 2 * STEP_MAX : 2;
+      if (!(v->ts = calloc(2 + 2 * STEP_MAX, sizeof *v->ts)))
+        return mlc_err(MLC_ERR_NOMEM, "out of memory");
+    }
+    v->ts_bits = bits;
+  }
 
   VkDescriptorSetLayoutBinding b[NBINDINGS];
   for (int i = 0; i < NBINDINGS; i++)
@@ -951,6 +1247,11 @@ static mlc_status init(vk_device *v, int index) {
       return mlc_err(MLC_ERR_DEVICE, "vulkan: host-visible memory cannot be mapped");
     if (!(st->ops = calloc(STEP_MAX, sizeof *st->ops)))
       return mlc_err(MLC_ERR_NOMEM, "out of memory");
+    if (v->nqueries) {
+      VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                  .queryCount = v->nqueries};
+      VKCHECK(v->f.vkCreateQueryPool(v->dev, &qi, NULL, &st->qpool), "vkCreateQueryPool");
+    }
   }
 
   const vk_info *in = &v->info;
