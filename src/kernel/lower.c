@@ -519,8 +519,11 @@ static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *co
       }
     kir_push(&body, kir_block_done(k, &xbk));
   }
-  int64_t trips = G / L;
-  kir_push(blk, kir_for(k, t, I(c, 0), I(c, trips), trips <= 2 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL,
+  int64_t trips = G / L, unroll = 2;
+  const char *fu = getenv("MLC_I8_UNROLL"); /* experiments: the most trips unrolled */
+  if (fu && atoi(fu) >= 0 && atoi(fu) <= 16)
+    unroll = atoi(fu);
+  kir_push(blk, kir_for(k, t, I(c, 0), I(c, trips), trips <= unroll ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL,
                         kir_block_done(k, &body)));
   for (int i = 0; i < RT * nw * P; i++) {
     res[i] = kir_var(k, "qs", KIR_F32);
@@ -558,7 +561,9 @@ static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
   int rt = kir_var(k, "rt", KIR_I64);
   kir_block tb = {0};
   kir_node *xbs[QRT] = {0};
-  int rr[QRT], RT = QRT;
+  /* two rows of x a tile: four gave the prefill 4 % more and the decode kernel's registers cost
+   * it 6 % (bench/RESULTS.md, "CUDA third pass") */
+  int rr[QRT], RT = 2;
   const char *frt = getenv("MLC_I8_RT"); /* experiments: rows of x per tile (1, 2, 4) */
   if (frt && (atoi(frt) == 1 || atoi(frt) == 2 || atoi(frt) == 4))
     RT = atoi(frt);
