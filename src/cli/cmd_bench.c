@@ -170,6 +170,35 @@ static int membw_probe(int threads, long mib, long reps, bool json) {
   return 0;
 }
 
+/* A GPU's copy bandwidth (bytes read + written per second, as `torch` copies count it), measured
+ * on the model's device in the same run: the best of 5 rounds of 8 device-to-device copies of a
+ * buffer of 1 GiB (512 or 256 MiB where that does not fit); 0 where none fits or a copy fails. */
+static double device_copy_gbs(mlc_device *d, size_t *bytes_out) {
+  for (size_t bytes = (size_t)1 << 30; bytes >= (size_t)256 << 20; bytes /= 2) {
+    mlc_dmem *a = NULL, *b = NULL;
+    if (d->vt->alloc(d, bytes, &a) != MLC_OK || d->vt->alloc(d, bytes, &b) != MLC_OK) {
+      d->vt->free(d, a);
+      continue;
+    }
+    double best = 0;
+    bool ok = d->vt->copy(d, b, 0, a, 0, bytes) == MLC_OK && d->vt->sync(d) == MLC_OK; /* warm up */
+    for (int round = 0; round < 5 && ok; round++) {
+      double t0 = mlc_now();
+      for (int i = 0; i < 8 && ok; i++)
+        ok = d->vt->copy(d, i % 2 ? a : b, 0, i % 2 ? b : a, 0, bytes) == MLC_OK;
+      ok = ok && d->vt->sync(d) == MLC_OK;
+      double gbs = 2.0 * 8 * (double)bytes / (mlc_now() - t0) / 1e9;
+      if (ok && gbs > best)
+        best = gbs;
+    }
+    d->vt->free(d, a);
+    d->vt->free(d, b);
+    *bytes_out = bytes;
+    return ok ? best : 0;
+  }
+  return 0;
+}
+
 int mlc_cmd_bench(int argc, char **argv) {
   const char *cmd = "bench";
   mlc_cli_model o = {0};
@@ -188,7 +217,8 @@ int mlc_cmd_bench(int argc, char **argv) {
              "       mlc bench --membw [--threads T] [--membw-mib S] [--membw-reps R] [--json]\n\n"
              "Runs a prefill of N random tokens (default 128), then M greedy decode steps (default 64), and\n"
              "prints prefill and decode tokens/s, time to first token, peak memory, the weight bytes one\n"
-             "decode step reads and the memory bandwidth that implies.\n\n"
+             "decode step reads and the memory bandwidth that implies; on a GPU also the device's copy\n"
+             "bandwidth measured in the same run and the decode's fraction of it.\n\n"
              "--membw measures read memory bandwidth instead (no MODEL): T threads (default all cores)\n"
              "stream one S MiB buffer (default 1024), each its own slice; prints the best of R passes\n"
              "(default 5) in GB/s (1e9 bytes/s).\n\n%s",
@@ -258,16 +288,24 @@ int mlc_cmd_bench(int argc, char **argv) {
     double wb = weight_bytes_per_token(o.model);
     double bw = wb * g.decode_tps / 1e9;
     size_t rss = mlc_peak_rss();
-    int threads = strcmp(o.model->dev->vt->name, "cpu") ? 0 : mlc_cpu_device_threads(o.model->dev);
+    bool cpu = !strcmp(o.model->dev->vt->name, "cpu");
+    int threads = cpu ? mlc_cpu_device_threads(o.model->dev) : 0;
+    size_t cbytes = 0;
+    double copy = cpu ? 0 : device_copy_gbs(o.model->dev, &cbytes); /* the CPU: `mlc bench --membw` */
     if (json)
       printf("{\"model\": \"%s\", \"threads\": %d, \"prompt_len\": %ld, \"gen_len\": %ld, \"prefill_tokens_per_s\": %.3f, "
              "\"decode_tokens_per_s\": %.3f, \"time_to_first_token_s\": %.6f, \"peak_rss_bytes\": %zu, "
-             "\"weight_bytes_per_token\": %.0f, \"decode_bandwidth_gb_s\": %.3f}\n",
-             o.path, threads, plen, glen, g.prefill_tps, g.decode_tps, g.ttft_s, rss, wb, bw);
+             "\"weight_bytes_per_token\": %.0f, \"decode_bandwidth_gb_s\": %.3f, \"copy_bandwidth_gb_s\": %.3f, "
+             "\"decode_of_copy_bandwidth\": %.4f}\n",
+             o.path, threads, plen, glen, g.prefill_tps, g.decode_tps, g.ttft_s, rss, wb, bw, copy,
+             copy > 0 ? bw / copy : 0);
     else
       printf("%s: threads %d, prefill %ld tok: %.1f tok/s (ttft %.3f s), decode %ld tok: %.2f tok/s, "
              "%.1f MB weights/token = %.2f GB/s, peak RSS %.1f MiB\n",
              o.path, threads, plen, g.prefill_tps, g.ttft_s, glen, g.decode_tps, wb / 1e6, bw, rss / 1048576.0);
+    if (!json && copy > 0)
+      printf("%s: device copy bandwidth %.0f GB/s (read + write, %zu MiB buffers, same run): decode streams %.2f of it\n",
+             o.path, copy, cbytes >> 20, bw / copy);
   }
   free(g.ids);
   free(g.text);
