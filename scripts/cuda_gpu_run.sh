@@ -11,6 +11,8 @@
 #      cuda; $BENCH_ARGS replaces --prompt-len 128 --gen-len 32)
 # $SKIP_TESTS=1 skips 1 and 2; $MODELS_TIMEOUT bounds step 2 (seconds); $VULKAN_TESTS=1 also runs
 # test_models with MLC_TEST_DEVICE=vulkan (the Vulkan loader must be installed: docs/backends.md).
+# $BENCH_ENVS: environment variants, ';'-separated, each bench spec runs once per variant (A/B in
+# one call), e.g. BENCH_ENVS="X=1;MLC_CUDA_PDL=1;MLC_ATTN_SPLITS=1 MLC_ATTN_WARPS=16".
 BIN=${1:-.gpu}
 BIN=$(cd "$BIN" && pwd)
 export LD_LIBRARY_PATH="$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -71,7 +73,12 @@ print('copy bandwidth %.0f GB/s (read+write, 1 GiB buffers)' % (2*20*2**30/(s.el
     if [ "$extra" = nolanes ]; then export MLC_NO_LANES=1; else unset MLC_NO_LANES; fi
     if [ "$extra" = nographs ]; then export MLC_CUDA_GRAPHS=0; else unset MLC_CUDA_GRAPHS; fi
     if [ "$extra" = profile ]; then export MLC_CUDA_PROFILE=1; else unset MLC_CUDA_PROFILE; fi
-    "$BIN/mlc" bench "$dir" --device "${dv:-cuda}" ${BENCH_ARGS:---prompt-len 128 --gen-len 32} 2>&1 | tee -a "$OUT/bench.log"
+    IFS=';' read -r -a envs <<<"${BENCH_ENVS:-X=1}"
+    for e in "${envs[@]}"; do
+      [ "${#envs[@]}" -gt 1 ] && echo "-- $e" | tee -a "$OUT/bench.log"
+      # shellcheck disable=SC2086  # a variant is several VAR=value words
+      env $e "$BIN/mlc" bench "$dir" --device "${dv:-cuda}" ${BENCH_ARGS:---prompt-len 128 --gen-len 32} 2>&1 | tee -a "$OUT/bench.log"
+    done
   done
   unset MLC_NO_LANES MLC_CUDA_GRAPHS MLC_CUDA_PROFILE
 fi
