@@ -51,6 +51,13 @@ static int64_t local_len(lctx *c, int size_idx) {
   return c->d->generic ? MLC_GENERIC_MAX_HEAD_DIM : c->d->size[size_idx];
 }
 
+/* experiments: the power of two in [lo, hi] that environment variable `name` holds, else 0 */
+static int env_pow2(const char *name, int lo, int hi) {
+  const char *v = getenv(name);
+  int x = v ? atoi(v) : 0;
+  return x >= lo && x <= hi && !(x & (x - 1)) ? x : 0;
+}
+
 /*
  * Emits into blk: float `res` = sum_{i<K} A[abase+i] * B[bbase+i], with `lanes` independent
  * partial sums held in a local array (vectorisable), then a serial tail.
@@ -256,9 +263,8 @@ static int qlane_ok(lctx *c, const wsrc *w, kir_node *N) {
   int L = c->tu->qlanes, Lmax = c->tu->row_block > 256 ? 256 : c->tu->row_block > 32 ? c->tu->row_block : 32;
   while (L < Lmax && N->op == KIR_CONST && N->i * L / 32 < 4096)
     L *= 2;
-  const char *fl = getenv("MLC_QLANES"); /* experiments: force the lanes per output (2..256) */
-  if (fl && atoi(fl) >= 2 && atoi(fl) <= 256 && !(atoi(fl) & (atoi(fl) - 1)))
-    L = atoi(fl);
+  if (env_pow2("MLC_QLANES", 2, 256)) /* experiments: force the lanes per output */
+    L = env_pow2("MLC_QLANES", 2, 256);
   int64_t words = w->K->i / q->per_word;
   while (L > c->tu->qlanes && words % L)
     L /= 2;
@@ -279,9 +285,9 @@ static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node
   int pw = q->per_word, wpg = q->group / pw;
   int64_t words = ws[0]->K->i / pw;
   int U = words % (L * 4) == 0 ? 4 : words % (L * 2) == 0 ? 2 : 1;
-  const char *fu = getenv("MLC_QWORDS"); /* experiments: words a lane loads per trip (1, 2, 4) */
-  if (fu && (atoi(fu) == 1 || atoi(fu) == 2 || atoi(fu) == 4) && words % (L * atoi(fu)) == 0)
-    U = atoi(fu);
+  int fu = env_pow2("MLC_QWORDS", 1, 4); /* experiments: words a lane loads per trip */
+  if (fu && words % (L * fu) == 0)
+    U = fu;
   if (RT > 1) /* RT rows of x (a tile of the step's rows) share each word: one word a trip */
     U = 1;
   MLC_ASSERT(U * RT <= 4 && nw <= 2);
@@ -370,38 +376,76 @@ static kir_node *qgemv_val(lctx *c, const qgemv_epi *e, kir_node *j, const int *
 }
 /*
  * The whole packed-weight GEMV kernel (matmul / gated_matmul without experts, lanes taken): a step
- * of one row (decode) as wdot_qlanes; more rows (prefill) in tiles of QRT rows of x that share each
- * weight word (a tile past the step's rows repeats its last row, stores off), so the weights are
- * read once per tile rather than once per row.
+ * of one row (decode) as one dot per output; more rows (prefill) in tiles of RT rows of x that
+ * share each weight load (a tile past the step's rows repeats its last row, stores off), so the
+ * weights are read once per tile rather than once per row. An index computes P outputs of each
+ * of nw weights (weight i's row j * P + o + roff[i]); the dots come from wdot_qlanes (P = 1) or
+ * wdot_i8.
  */
 enum { QRT = 4 };
-static void qgemv_rows(lctx *c, const wsrc *const *ws, kir_node *const *rows, int nw, int L, int X, kir_node *xs,
-                       const qgemv_epi *e) {
+typedef struct gemv_dots {
+  const wsrc *const *ws;
+  kir_node *const *roff;
+  int nw, P, L, X;
+  bool i8;
+} gemv_dots;
+/* res[(rt * nw + i) * P + o] for the x rows at xb[0..RT) */
+static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *roff, int nw, int P, int L, int X,
+                    kir_node *const *xb, int RT, int *res);
+static void gemv_dots_emit(lctx *c, kir_block *blk, const gemv_dots *g, kir_node *const *xb, int RT, int *res) {
+  if (g->i8) {
+    wdot_i8(c, blk, g->ws, g->roff, g->nw, g->P, g->L, g->X, xb, RT, res);
+    return;
+  }
+  kir_node *rows[2];
+  for (int i = 0; i < g->nw; i++)
+    rows[i] = ADD(g->roff[i], kir_grid(c->k));
+  wdot_qlanes(c, blk, g->ws, rows, g->nw, g->L, g->X, xb, RT, res);
+}
+enum { GEMV_MAXACC = 2 * 8 * QRT };
+static void gemv_kernel(lctx *c, const gemv_dots *g, int RT, kir_node *xs, const qgemv_epi *e) {
   kir_kernel *k = c->k;
+  int nw = g->nw, P = g->P;
   kir_node *j = kir_grid(k), *R = DYN(c, 0);
   kir_block one = {0};
-  int s1[2];
+  int s1[GEMV_MAXACC], sv[2];
   kir_node *x0 = I(c, 0);
-  wdot_qlanes(c, &one, ws, rows, nw, L, X, &x0, 1, s1);
-  kir_push(&one, lane0(c, kir_store(k, e->out, j, qgemv_val(c, e, j, s1))));
+  gemv_dots_emit(c, &one, g, &x0, 1, s1);
+  for (int o = 0; o < P; o++) {
+    kir_node *jj = ADD(MUL(j, I(c, P)), I(c, o));
+    for (int i = 0; i < nw; i++)
+      sv[i] = s1[i * P + o];
+    kir_push(&one, lane0(c, kir_store(k, e->out, jj, qgemv_val(c, e, jj, sv))));
+  }
   int rt = kir_var(k, "rt", KIR_I64);
   kir_block tb = {0};
-  kir_node *xb[QRT];
+  kir_node *xb[QRT] = {0};
   int rr[QRT];
-  for (int i = 0; i < QRT; i++) {
+  for (int i = 0; i < RT; i++) {
     rr[i] = kir_var(k, "rr", KIR_I64);
-    kir_push(&tb, kir_local(k, rr[i], kir_bin(k, KIR_MIN, ADD(MUL(V(rt), I(c, QRT)), I(c, i)), SUB(R, I(c, 1)))));
+    kir_push(&tb, kir_local(k, rr[i], kir_bin(k, KIR_MIN, ADD(MUL(V(rt), I(c, RT)), I(c, i)), SUB(R, I(c, 1)))));
     xb[i] = MUL(V(rr[i]), xs);
   }
-  int s4[2 * QRT];
-  wdot_qlanes(c, &tb, ws, rows, nw, L, X, xb, QRT, s4);
-  for (int i = 0; i < QRT; i++) {
-    kir_node *live = kir_bin(k, KIR_LT, ADD(MUL(V(rt), I(c, QRT)), I(c, i)), R);
-    kir_node *st = kir_store(k, e->out, ADD(MUL(V(rr[i]), e->N), j), qgemv_val(c, e, j, &s4[i * nw]));
-    kir_push(&tb, lane0(c, kir_if(k, live, st, NULL)));
-  }
-  kir_node *tiles = kir_for(k, rt, I(c, 0), DIV(ADD(R, I(c, QRT - 1)), I(c, QRT)), KIR_LOOP_SERIAL, kir_block_done(k, &tb));
+  int s4[GEMV_MAXACC];
+  gemv_dots_emit(c, &tb, g, xb, RT, s4);
+  kir_block sb = {0};
+  for (int i = 0; i < RT; i++)
+    for (int o = 0; o < P; o++) {
+      kir_node *jj = ADD(MUL(j, I(c, P)), I(c, o));
+      for (int w = 0; w < nw; w++)
+        sv[w] = s4[(i * nw + w) * P + o];
+      kir_node *live = kir_bin(k, KIR_LT, ADD(MUL(V(rt), I(c, RT)), I(c, i)), R);
+      kir_node *st = kir_store(k, e->out, ADD(MUL(V(rr[i]), e->N), jj), qgemv_val(c, e, jj, sv));
+      kir_push(&sb, lane0(c, kir_if(k, live, st, NULL)));
+    }
+  kir_push(&tb, kir_block_done(k, &sb));
+  kir_node *tiles = kir_for(k, rt, I(c, 0), DIV(ADD(R, I(c, RT - 1)), I(c, RT)), KIR_LOOP_SERIAL, kir_block_done(k, &tb));
   kir_finish(k, kir_if(k, kir_bin(k, KIR_EQ, R, I(c, 1)), kir_block_done(k, &one), tiles));
+}
+static void qgemv_rows(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int L, int X, kir_node *xs,
+                       const qgemv_epi *e) {
+  gemv_dots g = {.ws = ws, .roff = roff, .nw = nw, .P = 1, .L = L, .X = X};
+  gemv_kernel(c, &g, QRT, xs, e);
 }
 
 /*
@@ -434,11 +478,11 @@ static void i8_gpu_shape(lctx *c, int64_t N, int64_t G, int *P, int *L) {
   /* long rows (8 or more trips of a warp: the down projection) take two warps per index */
   if (l == 32 && G % 64 == 0 && G / 32 >= 8)
     l = 64;
-  const char *fp = getenv("MLC_I8_P"), *fl = getenv("MLC_I8_L"); /* experiments */
-  if (fp && (atoi(fp) == 1 || atoi(fp) == 2 || atoi(fp) == 4 || atoi(fp) == 8) && N % atoi(fp) == 0)
-    p = atoi(fp);
-  if (fl && atoi(fl) >= 4 && atoi(fl) <= 256 && !(atoi(fl) & (atoi(fl) - 1)) && G % atoi(fl) == 0)
-    l = atoi(fl);
+  int fp = env_pow2("MLC_I8_P", 1, 8), fl = env_pow2("MLC_I8_L", 4, 256); /* experiments */
+  if (fp && N % fp == 0)
+    p = fp;
+  if (fl && G % fl == 0)
+    l = fl;
   *P = p, *L = l;
 }
 static kir_node *pack4(lctx *c, kir_node *a, kir_node *b, kir_node *d, kir_node *e) {
@@ -449,16 +493,16 @@ static kir_node *pack4(lctx *c, kir_node *a, kir_node *b, kir_node *d, kir_node 
                  kir_bin(k, KIR_BITOR, B8(d, 16), B8(e, 24)));
 #undef B8
 }
-enum { I8_MAXACC = 2 * 8 * 4 };
+
 /* res[(rt * nw + i) * P + o]: the dots of x rows xb[rt] with weight i's row j * P + o + roff[i] */
 static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *roff, int nw, int P, int L, int X,
                     kir_node *const *xb, int RT, int *res) {
   kir_kernel *k = c->k;
   const mlc_qscheme *q = ws[0]->q;
   int64_t K = ws[0]->K->i, G = K / 32, W = K / 8;
-  MLC_ASSERT(RT * nw * P <= I8_MAXACC && G % L == 0);
+  MLC_ASSERT(RT * nw * P <= GEMV_MAXACC && G % L == 0);
   kir_node *j = kir_grid(k);
-  int acc[I8_MAXACC];
+  int acc[GEMV_MAXACC];
   kir_block ab = {0}, rb = {0};
   for (int i = 0; i < RT * nw * P; i++) {
     acc[i] = kir_var(k, "qa", KIR_F32);
@@ -547,48 +591,15 @@ static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
     int blk = k->block > 0 ? k->block : c->tu->block > 0 ? c->tu->block : 128;
     k->min_blocks = 65536 / (blk * atoi(mr));
   }
-  kir_node *j = kir_grid(k), *R = DYN(c, 0);
-  kir_block one = {0};
-  int s1[2 * 8], sv[2];
-  kir_node *x0 = I(c, 0);
-  wdot_i8(c, &one, ws, roff, nw, P, L, X, &x0, 1, s1);
-  for (int o = 0; o < P; o++) {
-    kir_node *jj = ADD(MUL(j, I(c, P)), I(c, o));
-    for (int i = 0; i < nw; i++)
-      sv[i] = s1[i * P + o];
-    kir_push(&one, lane0(c, kir_store(k, e->out, jj, qgemv_val(c, e, jj, sv))));
-  }
-  int rt = kir_var(k, "rt", KIR_I64);
-  kir_block tb = {0};
-  kir_node *xbs[QRT] = {0};
   /* two rows of x a tile: four gave the prefill 4 % more and the decode kernel's registers cost
    * it 6 % (bench/RESULTS.md, "CUDA third pass") */
-  int rr[QRT], RT = 2;
-  const char *frt = getenv("MLC_I8_RT"); /* experiments: rows of x per tile (1, 2, 4) */
-  if (frt && (atoi(frt) == 1 || atoi(frt) == 2 || atoi(frt) == 4))
-    RT = atoi(frt);
-  while (RT * nw * P > I8_MAXACC)
+  int RT = 2;
+  if (env_pow2("MLC_I8_RT", 1, QRT)) /* experiments: rows of x per tile */
+    RT = env_pow2("MLC_I8_RT", 1, QRT);
+  while (RT * nw * P > GEMV_MAXACC)
     RT /= 2;
-  for (int i = 0; i < RT; i++) {
-    rr[i] = kir_var(k, "rr", KIR_I64);
-    kir_push(&tb, kir_local(k, rr[i], kir_bin(k, KIR_MIN, ADD(MUL(V(rt), I(c, RT)), I(c, i)), SUB(R, I(c, 1)))));
-    xbs[i] = MUL(V(rr[i]), xs);
-  }
-  int s4[I8_MAXACC];
-  wdot_i8(c, &tb, ws, roff, nw, P, L, X, xbs, RT, s4);
-  kir_block sb = {0};
-  for (int i = 0; i < RT; i++)
-    for (int o = 0; o < P; o++) {
-      kir_node *jj = ADD(MUL(j, I(c, P)), I(c, o));
-      for (int w = 0; w < nw; w++)
-        sv[w] = s4[(i * nw + w) * P + o];
-      kir_node *live = kir_bin(k, KIR_LT, ADD(MUL(V(rt), I(c, RT)), I(c, i)), R);
-      kir_node *st = kir_store(k, e->out, ADD(MUL(V(rr[i]), e->N), jj), qgemv_val(c, e, jj, sv));
-      kir_push(&sb, lane0(c, kir_if(k, live, st, NULL)));
-    }
-  kir_push(&tb, kir_block_done(k, &sb));
-  kir_node *tiles = kir_for(k, rt, I(c, 0), DIV(ADD(R, I(c, RT - 1)), I(c, RT)), KIR_LOOP_SERIAL, kir_block_done(k, &tb));
-  kir_finish(k, kir_if(k, kir_bin(k, KIR_EQ, R, I(c, 1)), kir_block_done(k, &one), tiles));
+  gemv_dots g = {.ws = ws, .roff = roff, .nw = nw, .P = P, .L = L, .X = X, .i8 = true};
+  gemv_kernel(c, &g, RT, xs, e);
 }
 
 /*
@@ -610,9 +621,8 @@ static bool row_lanes(lctx *c, const int64_t *n, int cnt) {
  * the lane sums through shared memory; render.c): rows too long for one warp (norms, embed, add) */
 static bool row_block(lctx *c, const int64_t *n, int cnt) {
   int B = c->tu->row_block;
-  const char *fb = getenv("MLC_ROW_BLOCK"); /* experiments: the largest block (64..1024) */
-  if (B > 32 && fb && atoi(fb) >= 64 && atoi(fb) <= 1024 && !(atoi(fb) & (atoi(fb) - 1)))
-    B = atoi(fb);
+  if (B > 32 && env_pow2("MLC_ROW_BLOCK", 64, 1024)) /* experiments: the largest block */
+    B = env_pow2("MLC_ROW_BLOCK", 64, 1024);
   bool ok = false;
   for (; B > 32 && !ok; B /= 2) { /* the largest power-of-two block dividing the rows */
     ok = !c->d->generic && !getenv("MLC_NO_LANES");
@@ -1158,8 +1168,9 @@ static void rule_matmul(lctx *c) {
   int QL = expert ? 0 : qlane_ok(c, &w, N);
   if (QL) {
     const wsrc *ws[1] = {&w};
+    kir_node *roff[1] = {I(c, 0)};
     qgemv_epi e = {.out = out, .bias = bb, .N = N, .cap = cap};
-    qgemv_rows(c, ws, &j, 1, QL, x, xs, &e);
+    qgemv_rows(c, ws, roff, 1, QL, x, xs, &e);
     return;
   }
   int r = kir_var(k, "r", KIR_I64);
@@ -1208,9 +1219,9 @@ static void rule_gated(lctx *c) {
   int QL = expert ? 0 : qlane_ok(c, &wg, Fd);
   if (QL) {
     const wsrc *ws[2] = {&wg, &wu};
-    kir_node *rows[2] = {j, ADD(upoff, j)};
+    kir_node *roff[2] = {I(c, 0), upoff};
     qgemv_epi e = {.out = out, .bias = -1, .act = d->var[1], .N = Fd, .gated = true};
-    qgemv_rows(c, ws, rows, 2, QL, x, xs, &e);
+    qgemv_rows(c, ws, roff, 2, QL, x, xs, &e);
     return;
   }
   int r = kir_var(k, "r", KIR_I64);
@@ -1538,9 +1549,8 @@ static void rule_attention(lctx *c) {
   int kv = kir_buf_arg(k, "kv", MLC_F32, false);
   if (row_lanes(c, &c->d->size[2], 1)) {
     int aw = c->tu->attn_warps;
-    const char *fa = getenv("MLC_ATTN_WARPS"); /* experiments: warps per (token, head), 1..32 */
-    if (aw > 1 && fa && atoi(fa) >= 1 && atoi(fa) <= 32 && !(atoi(fa) & (atoi(fa) - 1)))
-      aw = atoi(fa);
+    if (aw > 1 && env_pow2("MLC_ATTN_WARPS", 1, 32)) /* experiments: warps per (token, head) */
+      aw = env_pow2("MLC_ATTN_WARPS", 1, 32);
     if (aw > 1) /* several warps per (token, head), split over the positions */
       k->lanes = k->block = 32 * aw;
     attention_lanes(c, out, q, pos, seq, pages, kv);

@@ -229,6 +229,17 @@ static const char *type_name(rctx *r, kir_type t) {
 }
 
 static void expr(rctx *r, const kir_node *n);
+/* pre a s1 b s2 c post: the three operands of a call or a ternary */
+static void expr3(rctx *r, const char *pre, const kir_node *a, const char *s1, const kir_node *b, const char *s2,
+                  const kir_node *c, const char *post) {
+  mlc_buf_puts(r->out, pre);
+  expr(r, a);
+  mlc_buf_puts(r->out, s1);
+  expr(r, b);
+  mlc_buf_puts(r->out, s2);
+  expr(r, c);
+  mlc_buf_puts(r->out, post);
+}
 static const char *c_elem(mlc_dtype dt);
 static const char *cuda_elem(mlc_dtype dt);
 
@@ -366,25 +377,15 @@ static void expr(rctx *r, const kir_node *n) {
     expr(r, n->src[0]);
     mlc_buf_puts(o, ")");
     return;
-  case KIR_DP4A: { /* CUDA: __dp4a(a, b, acc); elsewhere the prelude's mlc_dp4a(acc, a, b) */
-    bool cu = r->lang == KIR_LANG_CUDA;
-    const kir_node *arg[3] = {cu ? n->src[1] : n->src[0], cu ? n->src[2] : n->src[1], cu ? n->src[0] : n->src[2]};
-    mlc_buf_puts(o, cu ? "((long long)__dp4a((int)(" : "mlc_dp4a((");
-    for (int i = 0; i < 3; i++) {
-      expr(r, arg[i]);
-      mlc_buf_puts(o, i < 2 ? (cu ? "), (int)(" : "), (") : (cu ? ")))" : "))"));
-    }
+  case KIR_DP4A: /* CUDA: __dp4a(a, b, acc); elsewhere the prelude's mlc_dp4a(acc, a, b) */
+    if (r->lang == KIR_LANG_CUDA)
+      expr3(r, "((long long)__dp4a((int)(", n->src[1], "), (int)(", n->src[2], "), (int)(", n->src[0], ")))");
+    else
+      expr3(r, "mlc_dp4a((", n->src[0], "), (", n->src[1], "), (", n->src[2], "))");
     return;
-  }
   case KIR_VDOT:
     MLC_ASSERT(r->lang == KIR_LANG_C);
-    mlc_buf_puts(o, "mlc_vdot(");
-    expr(r, n->src[0]);
-    mlc_buf_puts(o, ", ");
-    expr(r, n->src[1]);
-    mlc_buf_puts(o, ", ");
-    expr(r, n->src[2]);
-    mlc_buf_puts(o, ")");
+    expr3(r, "mlc_vdot(", n->src[0], ", ", n->src[1], ", ", n->src[2], ")");
     return;
   case KIR_VBCAST:
     if (n->src[0]->op == KIR_LOAD && r->k->bufs[n->src[0]->a].dtype == MLC_F16 && !r->k->bufs[n->src[0]->a].local) {
@@ -564,13 +565,7 @@ static void expr(rctx *r, const kir_node *n) {
     return;
   }
   case KIR_SELECT:
-    mlc_buf_puts(o, "(");
-    expr(r, n->src[0]);
-    mlc_buf_puts(o, " ? ");
-    expr(r, n->src[1]);
-    mlc_buf_puts(o, " : ");
-    expr(r, n->src[2]);
-    mlc_buf_puts(o, ")");
+    expr3(r, "(", n->src[0], " ? ", n->src[1], " : ", n->src[2], ")");
     return;
   default:
     mlc_abort(__FILE__, __LINE__, "kir: cannot render op %d as an expression", n->op);

@@ -399,11 +399,8 @@ static mlc_status alloc_runtime(mlc_model *m) {
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
   for (int i = 0; i < m->g.nops; i++)
     for (int j = 0; j < m->g.ops[i].nin && !m->g.ops[i].dead; j++)
-      for (int x = m->g.ops[i].in[j]; x >= 0; x = m->g.t[x].kind == MLC_T_VIEW ? m->g.t[x].view_src : -1)
-        read[x] = true;
-  if (m->g.logits >= 0)
-    for (int x = m->g.logits; x >= 0; x = m->g.t[x].kind == MLC_T_VIEW ? m->g.t[x].view_src : -1)
-      read[x] = true;
+      if (m->g.ops[i].in[j] >= 0)
+        read[mlc_g_root(&m->g, m->g.ops[i].in[j])] = true;
   for (int i = 0; i < m->g.nt; i++)
     if (read[i] && m->g.t[i].kind == MLC_T_WEIGHT && m->g.t[i].scale_tensor >= 0)
       read[m->g.t[i].scale_tensor] = true;
