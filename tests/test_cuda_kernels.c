@@ -107,6 +107,15 @@ int main(int argc, char **argv) {
   case_matmul_q(MLC_Q4F16_1, false, 0, 9, 30, 1408, 1408);
   case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 1, 1792, 1024, 1024);
   case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 6, 256, 2048, 2048);
+  /* steps of >= 16 rows: the tensor-core GEMM (lower.c qgemm_i8, the kernels' alternative): one
+   * and several row tiles of 64 (a partial last one), K of one and several steps of 128, x rows
+   * strided, bias, softcap, gate and up */
+  case_matmul_q(MLC_Q4F16_1, false, 0, 16, 256, 512, 512);
+  case_matmul_q(MLC_Q4F16_1, true, 0, 100, 384, 1024, 1040);
+  case_matmul_q(MLC_Q4F16_1, false, 30.0f, 130, 256, 128, 128);
+  case_matmul_q(MLC_Q4F32_1, false, 0, 64, 128, 384, 384);
+  case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 70, 192, 512, 512);
+  case_gated_q(MLC_Q4F16_1, MLC_KACT_GELU_TANH, 17, 64, 256, 264);
   /* real shapes the row-lanes schedules take (a warp per row / head: lanes over hidden 2048 or
    * 4096, head_dim 64 or 128; lower.c row_lanes, attention_lanes) */
   case_embed(MLC_F16, 2048, 50, 3, 1.0f);
@@ -153,6 +162,14 @@ int main(int argc, char **argv) {
   }
   mlc_buf src = {0};
   mlc_cuda_module_source(names, (const char *const *)srcs, n, &src);
+  const char *dump = getenv("MLC_TEST_CUDA_SOURCE"); /* debugging: the module's source to this file */
+  if (dump) {
+    FILE *f = fopen(dump, "w");
+    if (f) {
+      fputs(src.data, f);
+      fclose(f);
+    }
+  }
   const char *targets[] = {"sm_80", "sm_90"};
   for (int t = 0; t < 2; t++) {
     char *path = NULL, *data = NULL;

@@ -51,6 +51,7 @@ void kir_free(kir_kernel *k) {
     a = n;
   }
   free(k->intern);
+  kir_free(k->alt);
   free(k);
 }
 
@@ -67,6 +68,12 @@ int kir_buf_local(kir_kernel *k, const char *name, mlc_dtype dt, int64_t len) {
   int i = kir_buf_arg(k, name, dt, true);
   k->bufs[i].local = true;
   k->bufs[i].local_len = len;
+  return i;
+}
+
+int kir_buf_shared(kir_kernel *k, const char *name, mlc_dtype dt, int64_t len) {
+  int i = kir_buf_local(k, name, dt, len);
+  k->bufs[i].shared = true;
   return i;
 }
 
@@ -178,7 +185,7 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
     MLC_ASSERT(a->type == b->type);
   if (op == KIR_SHR || op == KIR_BITAND)
     MLC_ASSERT(a->type == KIR_I64 || a->type == KIR_VI32);
-  if (op == KIR_SHL || op == KIR_BITOR)
+  if (op == KIR_SHL || op == KIR_BITOR || op == KIR_BITXOR)
     MLC_ASSERT(a->type == KIR_I64);
   if (a->type == KIR_VF32 || a->type == KIR_VI32) /* vectors: + - * (and >> & on VI32) */
     MLC_ASSERT(op == KIR_ADD || op == KIR_SUB || op == KIR_MUL || op == KIR_SHR || op == KIR_BITAND);
@@ -198,6 +205,7 @@ kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b) {
     case KIR_BITAND: return kir_i(k, x & y);
     case KIR_SHL: return kir_i(k, (int64_t)(((uint64_t)x << y) & 0xffffffffu));
     case KIR_BITOR: return kir_i(k, x | y);
+    case KIR_BITXOR: return kir_i(k, x ^ y);
     default: break;
     }
   }
@@ -253,6 +261,14 @@ kir_node *kir_un(kir_kernel *k, kir_op op, kir_node *a) {
     if (op == KIR_SQRT && a->type == KIR_F32) return kir_f(k, sqrtf((float)a->f));
   }
   kir_node n = {.op = op, .type = t, .src = {a}};
+  return intern(k, &n);
+}
+
+kir_node *kir_tof_exact(kir_kernel *k, kir_node *a) {
+  MLC_ASSERT(a->type == KIR_I64);
+  if (a->op == KIR_CONST)
+    return kir_f(k, (double)a->i);
+  kir_node n = {.op = KIR_TOF, .type = KIR_F32, .i = 1, .src = {a}};
   return intern(k, &n);
 }
 
@@ -342,6 +358,22 @@ kir_node *kir_dp4a(kir_kernel *k, kir_node *acc, kir_node *a, kir_node *b) {
   MLC_ASSERT(acc->type == KIR_I64 && a->type == KIR_I64 && b->type == KIR_I64);
   kir_node n = {.op = KIR_DP4A, .type = KIR_I64, .src = {acc, a, b}};
   return intern(k, &n);
+}
+kir_node *kir_barrier(kir_kernel *k) {
+  kir_node t = {.op = KIR_BARRIER};
+  return stmt(k, &t);
+}
+kir_node *kir_mma_s8(kir_kernel *k, int d, int64_t off, kir_node *const *a, kir_node *const *b) {
+  MLC_ASSERT(d >= 0 && d < k->nbuf && k->bufs[d].local && k->bufs[d].dtype == MLC_I32 && off >= 0 &&
+             off + 4 <= k->bufs[d].local_len);
+  kir_node *w[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  for (int i = 0; i < 6; i++)
+    MLC_ASSERT(w[i]->type == KIR_I64);
+  kir_node *s = kir_seq(k, w, 6);
+  s->op = KIR_MMA_S8;
+  s->a = d;
+  s->i = off;
+  return s;
 }
 int kir_buf_scratch(kir_kernel *k, const char *name, mlc_dtype dt, kir_node *len) {
   int i = kir_buf_arg(k, name, dt, true);

@@ -39,8 +39,12 @@ typedef enum kir_op {
   KIR_LT, KIR_LE, KIR_EQ, KIR_NE, KIR_AND, KIR_OR,
   KIR_SHR, KIR_BITAND, /* integer: a >> b (b < 32, a >= 0), a & b (packed quantized weights) */
   KIR_SHL, KIR_BITOR,  /* integer, 32-bit words: (a << b) & 0xffffffff (b < 32), a | b (packing bytes) */
+  KIR_BITXOR,          /* integer, 32-bit words: a ^ b */
   /* unary */
-  KIR_NEG, KIR_EXP, KIR_LOG, KIR_SQRT, KIR_TANH, KIR_ABS, KIR_ERF, KIR_COS, KIR_SIN, KIR_TOF, KIR_TOI, KIR_NOT,
+  KIR_NEG, KIR_EXP, KIR_LOG, KIR_SQRT, KIR_TANH, KIR_ABS, KIR_ERF, KIR_COS, KIR_SIN,
+  KIR_TOF, /* i64 -> f32; i = 1 (kir_tof_exact): |src0| < 2^22, which GPUs convert by two full-rate
+            * instructions (the integer added to the bits of 1.5 * 2^23, then that float subtracted) */
+  KIR_TOI, KIR_NOT,
   KIR_ROUND, /* f32: to the nearest integer, halves to even (C rintf in the default rounding mode);
               * TOI(ROUND(x)) needs |x| < 2^22 (CUDA converts by adding 1.5 * 2^23) */
   KIR_LANE_SUM, /* f32: the sum of src0 over the lanes of this parallel index, on every lane (i = 32:
@@ -67,6 +71,12 @@ typedef enum kir_op {
   KIR_VDOT,   /* expr: VI32 src0 + per lane the dot of its 4 bytes of src1 (unsigned) and src2 (signed) */
   KIR_DP4A,   /* expr, scalar i64: src0 + the dot of the 4 signed bytes of the 32-bit words src1 and src2
                * (CUDA __dp4a; 8-bit activation GEMVs on GPUs, lower.c wdot_i8) */
+  /* blocks of threads (CUDA; kernels whose lanes are the whole block, so a parallel index is a block): */
+  KIR_BARRIER, /* stmt: every thread of the block reaches it before any goes on, and the block's shared
+                * array writes before it are seen after it (__syncthreads) */
+  KIR_MMA_S8,  /* stmt, CUDA sm_80+: i32 local array a [i .. i + 4) = the warp's 16 x 8 tile A B of one
+                * mma.sync m16n8k32 with s8 inputs (a fresh sum, no accumulator): list[0..4) the A
+                * fragment's words, list[4..6) the B fragment's (PTX fragment layout; lower.c qgemm_i8) */
   KIR_OP_COUNT
 } kir_op;
 
@@ -98,6 +108,8 @@ typedef struct kir_buf {
   mlc_dtype dtype; /* element type in memory */
   bool write;
   bool local;      /* a private array of local_len elements (per invocation) */
+  bool shared;     /* (with local) one array of local_len elements per block, shared by its threads (CUDA
+                    * __shared__; kir_buf_shared) */
   int64_t local_len;
   struct kir_node *scratch_len; /* C: a per-thread scratch array of this many elements (dynamic), kept across calls */
 } kir_buf;
@@ -125,6 +137,16 @@ typedef struct kir_kernel {
   int per_index;   /* CUDA: outputs per parallel index (0/1: one): the device launches ceil(grid / per_index)
                     * indices and the body covers outputs [g * per_index, (g + 1) * per_index) */
   kir_node *prologue; /* C: statements run once per call (per thread) before the range loop */
+  /* CUDA: a 2-D range of tiles. With row_tile > 0 the device launches ceil(grid / per_index) *
+   * ceil(rows / row_tile) indices, rows = the value of tile_rows (an expression of the integer
+   * params: the step's row count) */
+  int row_tile;
+  struct kir_node *tile_rows;
+  /* CUDA: a second kernel for the same op and arguments, rendered into the same source, which the
+   * device launches in this one's place when the step has at least alt_rows rows (the prefill
+   * GEMM beside the decode GEMV; kir_free frees it with this one) */
+  struct kir_kernel *alt;
+  int alt_rows;
 } kir_kernel;
 
 kir_kernel *kir_new(const char *name);
@@ -134,6 +156,9 @@ void kir_free(kir_kernel *k);
 int kir_buf_arg(kir_kernel *k, const char *name, mlc_dtype dt, bool write); /* external buffer */
 int kir_buf_local(kir_kernel *k, const char *name, mlc_dtype dt, int64_t len);
 int kir_var(kir_kernel *k, const char *name, kir_type t);
+/* CUDA: an array of len elements shared by the threads of a block (loads and stores as for a
+ * local array; KIR_BARRIER orders them) */
+int kir_buf_shared(kir_kernel *k, const char *name, mlc_dtype dt, int64_t len);
 
 /* expressions (interned, constant-folded) */
 kir_node *kir_i(kir_kernel *k, int64_t v);
@@ -146,6 +171,8 @@ kir_node *kir_load(kir_kernel *k, int buf, kir_node *idx);
 kir_node *kir_bin(kir_kernel *k, kir_op op, kir_node *a, kir_node *b);
 kir_node *kir_un(kir_kernel *k, kir_op op, kir_node *a);
 kir_node *kir_sel(kir_kernel *k, kir_node *c, kir_node *a, kir_node *b);
+/* float(a) for an integer a known to lie in (-2^22, 2^22) (KIR_TOF with i = 1) */
+kir_node *kir_tof_exact(kir_kernel *k, kir_node *a);
 #define KADD(k, a, b) kir_bin(k, KIR_ADD, a, b)
 #define KSUB(k, a, b) kir_bin(k, KIR_SUB, a, b)
 #define KMUL(k, a, b) kir_bin(k, KIR_MUL, a, b)
@@ -177,6 +204,10 @@ kir_node *kir_vld4(kir_kernel *k, int buf, kir_node *idx);
 kir_node *kir_vdot(kir_kernel *k, kir_node *acc, kir_node *u8, kir_node *s8);
 /* scalar: acc + sum of the 4 signed-byte products of the 32-bit words a and b (KIR_DP4A) */
 kir_node *kir_dp4a(kir_kernel *k, kir_node *acc, kir_node *a, kir_node *b);
+/* statements of block kernels: a barrier; one int8 tensor-core tile (KIR_MMA_S8) into d[off .. off + 4)
+ * of the i32 local array d from the A words a[4] and the B words b[2] */
+kir_node *kir_barrier(kir_kernel *k);
+kir_node *kir_mma_s8(kir_kernel *k, int d, int64_t off, kir_node *const *a, kir_node *const *b);
 /* C: a per-thread scratch array of len (an expression of params) elements, written by the
  * kernel's prologue and read by its body (kir_kernel.prologue) */
 int kir_buf_scratch(kir_kernel *k, const char *name, mlc_dtype dt, kir_node *len);

@@ -21,7 +21,8 @@ static const mlc_tunables TUNE_OPENCL = {.dot_lanes = 16, .unroll_max = 16};
 static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32, .attn_splits = 8, .row_block = 256, .attn_warps = 8}; /* lanes: a workgroup per output (render.c); row_block, attn_warps: workgroups of 256 */
 /* qlanes 8: four outputs of a packed-weight GEMV per warp, sharing each x load */
 static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32, .qlanes = 8,
-                                        .row_block = 1024, .attn_warps = 4, .attn_splits = 8, .i8_gemv = 8}; /* row_block: norms, embed, add */
+                                        .row_block = 1024, .attn_warps = 4, .attn_splits = 8, .i8_gemv = 8,
+                                        .mma_rows = 16}; /* row_block: norms, embed, add */
 const mlc_tunables *mlc_tunables_for(kir_lang lang) {
   return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : lang == KIR_LANG_OPENCL ? &TUNE_OPENCL : &TUNE_C;
 }
@@ -31,6 +32,9 @@ typedef struct lctx {
   kir_kernel *k;
   const mlc_kdesc *d;
   const mlc_tunables *tu;
+  bool gemm;      /* lowering the alternative kernel: the 8-bit GEMV's rules build qgemm_i8 */
+  bool took_i8;   /* the rule built the 8-bit GEMV (qgemv_i8) */
+  bool took_gemm; /* the rule built the GEMM (qgemm_i8) */
 } lctx;
 
 /* size i: literal when specialised, ip[i] when generic */
@@ -494,6 +498,35 @@ static kir_node *pack4(lctx *c, kir_node *a, kir_node *b, kir_node *d, kir_node 
 #undef B8
 }
 
+/* The 8-bit quantization of one group of 32 x values in the local array qx (the CPU's rule,
+ * i8_prologue): d = max|x| / 127 (var *d), q = rint(x / d) packed into the words xw[0..8): word
+ * 2w the even elements of 8w .. 8w + 7, word 2w + 1 the odd ones, as the low and high nibbles of
+ * a 4-bit weight word hold them. Returns the sum of the q (an expression). */
+static kir_node *quant_group(lctx *c, kir_block *blk, int qx, int *xw, int *d) {
+  kir_kernel *k = c->k;
+  kir_node *xe[32], *mx[32];
+  for (int e = 0; e < 32; e++)
+    xe[e] = LD(qx, I(c, e)), mx[e] = kir_un(k, KIR_ABS, xe[e]);
+  for (int w = 16; w > 0; w /= 2) /* the maximum by a tree (short dependency chains) */
+    for (int e = 0; e < w; e++)
+      mx[e] = kir_bin(k, KIR_MAX, mx[e], mx[e + w]);
+  *d = kir_var(k, "qd", KIR_F32);
+  int id = kir_var(k, "qid", KIR_F32);
+  kir_push(blk, kir_local(k, *d, DIV(mx[0], F(c, 127.0))));
+  kir_push(blk, kir_local(k, id, kir_sel(k, kir_bin(k, KIR_NE, V(*d), F(c, 0)), DIV(F(c, 1.0), V(*d)), F(c, 0))));
+  kir_node *qe[32];
+  for (int e = 0; e < 32; e++)
+    qe[e] = kir_un(k, KIR_TOI, kir_un(k, KIR_ROUND, MUL(xe[e], V(id))));
+  kir_node *sum = I(c, 0), *ones = I(c, 0x01010101);
+  for (int w = 0; w < 8; w++) {
+    int b = (w / 2) * 8 + w % 2;
+    xw[w] = kir_var(k, "qxw", KIR_I64);
+    kir_push(blk, kir_local(k, xw[w], pack4(c, qe[b], qe[b + 2], qe[b + 4], qe[b + 6])));
+    sum = kir_dp4a(k, sum, V(xw[w]), ones);
+  }
+  return sum;
+}
+
 /* res[(rt * nw + i) * P + o]: the dots of x rows xb[rt] with weight i's row j * P + o + roff[i] */
 static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *roff, int nw, int P, int L, int X,
                     kir_node *const *xb, int RT, int *res) {
@@ -528,26 +561,8 @@ static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *co
     kir_block xbk = {0}, *xbp = &xbk;
     int qx = local_named(c, "qx", 32);
     kir_push(xbp, kir_vload(k, qx, X, ADD(xb[rt], MUL(g, I(c, 32)))));
-    kir_node *xe[32], *mx[32];
-    for (int e = 0; e < 32; e++)
-      xe[e] = LD(qx, I(c, e)), mx[e] = kir_un(k, KIR_ABS, xe[e]);
-    for (int w = 16; w > 0; w /= 2) /* the maximum by a tree (short dependency chains) */
-      for (int e = 0; e < w; e++)
-        mx[e] = kir_bin(k, KIR_MAX, mx[e], mx[e + w]);
-    int d = kir_var(k, "qd", KIR_F32), id = kir_var(k, "qid", KIR_F32);
-    kir_push(xbp, kir_local(k, d, DIV(mx[0], F(c, 127.0))));
-    kir_push(xbp, kir_local(k, id, kir_sel(k, kir_bin(k, KIR_NE, V(d), F(c, 0)), DIV(F(c, 1.0), V(d)), F(c, 0))));
-    kir_node *qe[32];
-    for (int e = 0; e < 32; e++)
-      qe[e] = kir_un(k, KIR_TOI, kir_un(k, KIR_ROUND, MUL(xe[e], V(id))));
-    int xw[8]; /* word 2w: the even elements of 8w..8w+7, word 2w + 1 the odd ones */
-    kir_node *sum = I(c, 0), *ones = I(c, 0x01010101);
-    for (int w = 0; w < 8; w++) {
-      int b = (w / 2) * 8 + w % 2;
-      xw[w] = kir_var(k, "qxw", KIR_I64);
-      kir_push(xbp, kir_local(k, xw[w], pack4(c, qe[b], qe[b + 2], qe[b + 4], qe[b + 6])));
-      sum = kir_dp4a(k, sum, V(xw[w]), ones);
-    }
+    int d, xw[8];
+    kir_node *sum = quant_group(c, xbp, qx, xw, &d);
     int xn = kir_var(k, "qxn", KIR_I64);
     kir_push(xbp, kir_local(k, xn, MUL(sum, I(c, -q->max_int))));
     for (int i = 0; i < nw; i++)
@@ -577,9 +592,18 @@ static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *co
 }
 /* The whole kernel (matmul / gated_matmul without experts): a step of one row as wdot_i8, more
  * rows in tiles of QRT rows of x sharing each weight load (as qgemv_rows) */
+static bool qgemm_ok(lctx *c, const wsrc *w, int nw, int64_t N);
+static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
+                     const qgemv_epi *e);
 static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
                      const qgemv_epi *e) {
   kir_kernel *k = c->k;
+  if (c->gemm && qgemm_ok(c, ws[0], nw, e->N->i)) {
+    qgemm_i8(c, ws, roff, nw, X, xs, e);
+    c->took_gemm = true;
+    return;
+  }
+  c->took_i8 = true;
   int P, L;
   i8_gpu_shape(c, e->N->i, ws[0]->K->i / 32, &P, &L);
   k->lanes = L;
@@ -600,6 +624,181 @@ static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
     RT /= 2;
   gemv_dots g = {.ws = ws, .roff = roff, .nw = nw, .P = P, .L = L, .X = X, .i8 = true};
   gemv_kernel(c, &g, RT, xs, e);
+}
+
+/*
+ * The prefill GEMM (CUDA sm_80+; docs/gemm.md): out[R, N] = X[R, K] W[N, K]^T for 4-bit weights,
+ * by the 8-bit GEMV's rule (quant_group: x per group of 32 to int8 with d = max|x| / 127; the
+ * exact integer dot per group, then acc += float(dot) * (w_scale * d)), the integer dots on
+ * tensor cores. A parallel index is a block of MM_THREADS threads (8 warps) computing a tile of
+ * MM_BM rows of x by WR = 32 NF weight rows (WR / nw outputs of each of the nw weights: gated ops
+ * keep gate and up of one output in one thread), walking K in steps of MM_BK = 4 groups:
+ *   1. each thread quantizes one group of one x row into shared memory (sx: int8 words in
+ *      quant_group's order, sxd: the d), and
+ *   2. unpacks 16 / TPR words of one weight row (TPR = 256 / WR threads a row) to signed bytes in
+ *      that same order (sw: word 2w the low nibbles of weight word w, 2w + 1 the high ones, each
+ *      minus max_int by a borrow-free byte subtraction), with their scales (sws);
+ *   3. warp (wm, wn) computes rows 32 wm .. + 32 by the weight rows of its NF fragments of 8 with
+ *      m16n8k32 mma (PTX fragment layout: lane = 4 gq + tq; A words (row gq [+ 8], word tq [+ 4]),
+ *      B words (column gq, word tq [+ 4]), D (rows gq, gq + 8; columns 2 tq, 2 tq + 1)), one mma
+ *      per group of 32 (k = 32), scaled into float accumulators.
+ * The global loads of step kt + 1 are issued before the tiles of step kt (registers qx, qw, qs),
+ * so their latency hides behind the tensor cores. Shared rows are padded to MM_LD words, so the
+ * fragment loads of a warp hit 32 distinct banks. The index is (column tile, row tile) with the
+ * row tiles adjacent, so blocks running together share their weight tile in L2 (the weights
+ * stream from memory about once).
+ */
+/* NF: n fragments of 8 weight rows per warp (8 needs more than the 48 KB of static shared memory
+ * and 255 registers) */
+enum { MM_BM = 64, MM_BK = 128, MM_THREADS = 256, MM_LD = MM_BK / 4 + 4, MM_NF = 4 };
+static bool qgemm_ok(lctx *c, const wsrc *w, int nw, int64_t N) {
+  return c->tu->mma_rows > 0 && !getenv("MLC_NO_MMA") && N % (32 * MM_NF / nw) == 0 && w->K->i % MM_BK == 0 &&
+         w->q->max_int < 128;
+}
+static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
+                     const qgemv_epi *e) {
+  kir_kernel *k = c->k;
+  const mlc_qscheme *q = ws[0]->q;
+  const int NF = MM_NF, WR = 32 * NF, TPR = MM_THREADS / WR, WPT = 16 / TPR, SPT = WPT / 4;
+  const char *pfe = getenv("MLC_MM_PF"); /* experiments: 0 loads each step's tiles after its barrier */
+  const bool pf = !pfe || atoi(pfe) != 0;
+  int64_t K = ws[0]->K->i, W = K / 8, G = K / 32, BN = WR / nw, nk = K / MM_BK; /* BN outputs per block */
+  kir_node *R = DYN(c, 0);
+  k->lanes = k->block = MM_THREADS;
+  if (env_pow2("MLC_MM_MINB", 1, 4)) /* experiments: blocks an SM must hold (caps the registers) */
+    k->min_blocks = env_pow2("MLC_MM_MINB", 1, 4);
+  k->per_index = (int)BN;
+  k->row_tile = MM_BM;
+  k->tile_rows = R;
+  int sx = kir_buf_shared(k, "sx", MLC_U32, MM_BM * MM_LD), sxd = kir_buf_shared(k, "sxd", MLC_F32, MM_BM * 4);
+  int sw = kir_buf_shared(k, "sw", MLC_U32, WR * MM_LD), sws = kir_buf_shared(k, "sws", MLC_F32, WR * 4);
+  int qx = local_named(c, "qx", 32), qw = local_named_t(c, "qw", MLC_U32, WPT), qs = local_named(c, "qs", SPT);
+  int mmd = local_named_t(c, "mmd", MLC_I32, 2 * MM_NF * 4);
+  kir_node *lane = kir_lane(k), *nrt = DIV(ADD(R, I(c, MM_BM - 1)), I(c, MM_BM));
+  int ct = kir_var(k, "ct", KIR_I64), rt = kir_var(k, "rtl", KIR_I64), kt = kir_var(k, "kt", KIR_I64);
+  kir_block top = {0}, ab = {0};
+  kir_push(&top, kir_local(k, ct, DIV(kir_grid(k), nrt)));
+  kir_push(&top, kir_local(k, rt, MOD(kir_grid(k), nrt)));
+  int acc[2 * MM_NF * 4];
+  for (int i = 0; i < 2 * NF * 4; i++) {
+    acc[i] = kir_var(k, "ma", KIR_F32);
+    kir_push(&ab, kir_local(k, acc[i], F(c, 0)));
+  }
+  kir_push(&top, kir_block_done(k, &ab));
+  /* the global loads of step `ks` into registers: x (row lane / 4, group lane % 4 of the step's 64 x 4
+   * groups); weight row br = lane / TPR, words part * WPT .. + WPT of its 16, and their scales
+   * (gated: warps 0-3 load gate rows, 4-7 up rows, a warp-uniform branch) */
+  kir_node *xr = DIV(lane, I(c, 4)), *xg = MOD(lane, I(c, 4)), *br = DIV(lane, I(c, TPR)), *part = MOD(lane, I(c, TPR));
+  kir_node *xrow = kir_bin(k, KIR_MIN, ADD(MUL(V(rt), I(c, MM_BM)), xr), SUB(R, I(c, 1)));
+  /* with prefetching: step 0's loads before the loop, step kt + 1's in it; else step kt's */
+  kir_node *ksv[2] = {pf ? I(c, 0) : V(kt), ADD(V(kt), I(c, 1))};
+  kir_node *loads[2];
+  for (int v = 0; v < 2; v++) {
+    kir_node *ks = ksv[v];
+    kir_block lb = {0}, wb[2];
+    memset(wb, 0, sizeof wb);
+    kir_push(&lb, kir_vload(k, qx, X, ADD(ADD(MUL(xrow, xs), MUL(ks, I(c, MM_BK))), MUL(xg, I(c, 32)))));
+    for (int i = 0; i < nw; i++) {
+      kir_node *row = ADD(ADD(MUL(V(ct), I(c, BN)), SUB(br, I(c, i * BN))), roff[i]);
+      kir_node *wbase = ADD(ADD(MUL(row, I(c, W)), MUL(ks, I(c, MM_BK / 8))), MUL(part, I(c, WPT)));
+      for (int v4 = 0; v4 < WPT / 4; v4++)
+        kir_push(&wb[i], kir_vload_at(k, qw, v4 * 4, 4, ws[i]->buf, ADD(wbase, I(c, v4 * 4))));
+      for (int s2 = 0; s2 < SPT; s2++) {
+        kir_node *gi = ADD(MUL(part, I(c, SPT)), I(c, s2));
+        kir_push(&wb[i], kir_store(k, qs, I(c, s2), LD(ws[i]->sbuf, ADD(ADD(MUL(row, I(c, G)), MUL(ks, I(c, MM_BK / 32))), gi))));
+      }
+    }
+    kir_push(&lb, nw == 1 ? kir_block_done(k, &wb[0])
+                          : kir_if(k, kir_bin(k, KIR_LT, lane, I(c, MM_THREADS / 2)), kir_block_done(k, &wb[0]),
+                                   kir_block_done(k, &wb[1])));
+    loads[v] = kir_block_done(k, &lb);
+  }
+  /* the registers into shared memory: x quantized, the weights unpacked */
+  kir_block st = {0}, xb = {0}, ub = {0};
+  int d, xw[8];
+  quant_group(c, &xb, qx, xw, &d);
+  for (int w = 0; w < 8; w++)
+    kir_push(&xb, kir_store(k, sx, ADD(ADD(MUL(xr, I(c, MM_LD)), MUL(xg, I(c, 8))), I(c, w)), V(xw[w])));
+  kir_push(&xb, kir_store(k, sxd, ADD(MUL(xr, I(c, 4)), xg), V(d)));
+  kir_push(&st, kir_block_done(k, &xb));
+  kir_node *nib = I(c, 0x0f0f0f0f), *m80 = I(c, 0x80808080), *mq = I(c, 0x01010101LL * q->max_int);
+  for (int w = 0; w < WPT; w++) {
+    kir_node *word = LD(qw, I(c, w));
+    kir_node *nb2[2] = {kir_bin(k, KIR_BITAND, word, nib), kir_bin(k, KIR_BITAND, kir_bin(k, KIR_SHR, word, I(c, 4)), nib)};
+    for (int h = 0; h < 2; h++) {
+      /* n - max_int in each byte without borrows: (n | 0x80) - max_int >= 0x80 - max_int > 0, then the top bit back */
+      kir_node *sb = kir_bin(k, KIR_BITXOR, SUB(kir_bin(k, KIR_BITOR, nb2[h], m80), mq), m80);
+      kir_push(&ub, kir_store(k, sw, ADD(ADD(MUL(br, I(c, MM_LD)), MUL(part, I(c, 2 * WPT))), I(c, 2 * w + h)), sb));
+    }
+  }
+  for (int s2 = 0; s2 < SPT; s2++)
+    kir_push(&ub, kir_store(k, sws, ADD(ADD(MUL(br, I(c, 4)), MUL(part, I(c, SPT))), I(c, s2)), LD(qs, I(c, s2))));
+  kir_push(&st, kir_block_done(k, &ub));
+
+  kir_block step = {0};
+  kir_push(&step, kir_barrier(k)); /* the previous step's fragment loads are done */
+  if (!pf)
+    kir_push(&step, loads[0]);
+  kir_push(&step, kir_block_done(k, &st));
+  kir_push(&step, kir_barrier(k));
+  if (pf)
+    kir_push(&step, kir_if(k, kir_bin(k, KIR_LT, ksv[1], I(c, nk)), loads[1], NULL));
+  /* the tensor-core tiles of the 4 groups */
+  kir_node *warp = DIV(lane, I(c, 32)), *wm = DIV(warp, I(c, 4)), *wn = MOD(warp, I(c, 4));
+  kir_node *gq = DIV(MOD(lane, I(c, 32)), I(c, 4)), *tq = MOD(lane, I(c, 4));
+  kir_node *nbase[MM_NF];
+  for (int f = 0; f < NF; f++) /* the fragment's first weight row in the block */
+    nbase[f] = nw == 1 ? ADD(MUL(wn, I(c, NF * 8)), I(c, f * 8))
+                       : ADD(ADD(MUL(wn, I(c, NF * 4)), I(c, (f % (NF / 2)) * 8)), I(c, (f / (NF / 2)) * BN));
+  for (int gi = 0; gi < MM_BK / 32; gi++) {
+    /* the group's 2 x NF tiles first (independent: each its own D registers), then their scaling,
+     * so the tensor cores' latency overlaps */
+    kir_block mb = {0}, sb[2];
+    memset(sb, 0, sizeof sb);
+    for (int mi = 0; mi < 2; mi++) {
+      kir_node *r0 = ADD(ADD(MUL(wm, I(c, 32)), I(c, mi * 16)), gq), *r1 = ADD(r0, I(c, 8));
+      kir_node *a[4] = {LD(sx, ADD(ADD(MUL(r0, I(c, MM_LD)), I(c, gi * 8)), tq)),
+                        LD(sx, ADD(ADD(MUL(r1, I(c, MM_LD)), I(c, gi * 8)), tq)),
+                        LD(sx, ADD(ADD(MUL(r0, I(c, MM_LD)), I(c, gi * 8 + 4)), tq)),
+                        LD(sx, ADD(ADD(MUL(r1, I(c, MM_LD)), I(c, gi * 8 + 4)), tq))};
+      kir_node *xd[2] = {LD(sxd, ADD(MUL(r0, I(c, 4)), I(c, gi))), LD(sxd, ADD(MUL(r1, I(c, 4)), I(c, gi)))};
+      for (int f = 0; f < NF; f++) {
+        kir_node *n0 = ADD(nbase[f], gq);
+        kir_node *b[2] = {LD(sw, ADD(ADD(MUL(n0, I(c, MM_LD)), I(c, gi * 8)), tq)),
+                          LD(sw, ADD(ADD(MUL(n0, I(c, MM_LD)), I(c, gi * 8 + 4)), tq))};
+        int t = (mi * NF + f) * 4;
+        kir_push(&mb, kir_mma_s8(k, mmd, t, a, b));
+        for (int e2 = 0; e2 < 4; e2++) {
+          kir_node *col = ADD(ADD(nbase[f], MUL(tq, I(c, 2))), I(c, e2 % 2));
+          kir_node *sc = MUL(xd[e2 / 2], LD(sws, ADD(MUL(col, I(c, 4)), I(c, gi))));
+          int a2 = acc[t + e2];
+          /* |dot| <= 32 * 128 * 8 < 2^22: the conversion without the conversion unit */
+          kir_push(&sb[mi], kir_assign(k, a2, ADD(V(a2), MUL(kir_tof_exact(k, LD(mmd, I(c, t + e2))), sc))));
+        }
+      }
+    }
+    kir_push(&step, kir_block_done(k, &mb));
+    kir_push(&step, kir_block_done(k, &sb[0]));
+    kir_push(&step, kir_block_done(k, &sb[1]));
+  }
+  if (pf)
+    kir_push(&top, loads[0]); /* step 0's loads; the loop issues each next step's */
+  kir_push(&top, kir_for(k, kt, I(c, 0), I(c, nk), KIR_LOOP_SERIAL, kir_block_done(k, &step)));
+  /* the epilogue: each thread's D elements, rows < R stored */
+  kir_block eb = {0};
+  int sv[2];
+  for (int mi = 0; mi < 2; mi++)
+    for (int f = 0; f < NF / nw; f++)
+      for (int e2 = 0; e2 < 4; e2++) {
+        kir_node *row = ADD(ADD(ADD(MUL(V(rt), I(c, MM_BM)), MUL(wm, I(c, 32))), I(c, mi * 16 + (e2 / 2) * 8)), gq);
+        kir_node *o = ADD(ADD(ADD(MUL(V(ct), I(c, BN)), nbase[f]), MUL(tq, I(c, 2))), I(c, e2 % 2));
+        for (int i = 0; i < nw; i++)
+          sv[i] = acc[(mi * NF + f + i * (NF / 2)) * 4 + e2];
+        kir_push(&eb, kir_if(k, kir_bin(k, KIR_LT, row, R),
+                             kir_store(k, e->out, ADD(MUL(row, e->N), o), qgemv_val(c, e, o, sv)), NULL));
+      }
+  kir_push(&top, kir_block_done(k, &eb));
+  kir_finish(k, kir_block_done(k, &top));
 }
 
 /*
@@ -1806,6 +2005,28 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
   case MLC_OP_GATHER_ROWS: rule_gather_rows(&c); break;
   case MLC_OP_ATTN_COMBINE: rule_attn_combine(&c); break;
   default: mlc_abort(__FILE__, __LINE__, "no schedule rule for op %d", d->kind);
+  }
+  if (c.took_i8 && tu->mma_rows > 0) {
+    /* the 8-bit GEMV's alternative for long steps: the tensor-core GEMM (qgemm_i8), built by the
+     * same rule with the same arguments */
+    char an[sizeof k->name + 4];
+    snprintf(an, sizeof an, "%s_mm", name);
+    kir_kernel *a = kir_new(an);
+    a->block = tu->block;
+    lctx ca = {.k = a, .d = d, .tu = tu, .gemm = true};
+    if (d->kind == MLC_OP_MATMUL)
+      rule_matmul(&ca);
+    else
+      rule_gated(&ca);
+    if (ca.took_gemm) {
+      k->alt = a;
+      k->alt_rows = tu->mma_rows;
+      const char *mr = getenv("MLC_MM_ROWS"); /* experiments: the shortest step that takes the GEMM */
+      if (mr && atoi(mr) >= 1)
+        k->alt_rows = atoi(mr);
+    } else {
+      kir_free(a);
+    }
   }
   return k;
 }

@@ -49,6 +49,8 @@ typedef struct mlc_tunables {
   int i8_rows;     /* C tiles with 8-bit activations: rows of x per tile */
   int i8_gemv;     /* GPUs: the packed 4-bit GEMV multiplies 8-bit activations by integer dot products
                     * (lower.c qgemv_i8), `i8_gemv` outputs per parallel index at most */
+  int mma_rows;    /* CUDA: steps of at least this many rows run those GEMVs as an int8 tensor-core GEMM
+                    * (lower.c qgemm_i8, the kernel's alternative: kir_kernel.alt); 0: never */
 } mlc_tunables;
 const mlc_tunables *mlc_tunables_for(kir_lang lang);
 

@@ -448,7 +448,8 @@ static void expr(rctx *r, const kir_node *n) {
   static const char *binop[KIR_OP_COUNT] = {
       [KIR_ADD] = "+", [KIR_SUB] = "-", [KIR_MUL] = "*", [KIR_DIV] = "/", [KIR_MOD] = "%",
       [KIR_LT] = "<",  [KIR_LE] = "<=", [KIR_EQ] = "==", [KIR_NE] = "!=", [KIR_AND] = "&&",
-      [KIR_OR] = "||", [KIR_SHR] = ">>", [KIR_BITAND] = "&", [KIR_SHL] = "<<", [KIR_BITOR] = "|"};
+      [KIR_OR] = "||", [KIR_SHR] = ">>", [KIR_BITAND] = "&", [KIR_SHL] = "<<", [KIR_BITOR] = "|",
+      [KIR_BITXOR] = "^"};
   if (n->op == KIR_SHL && r->lang != KIR_LANG_GLSL) { /* a 32-bit word (kir.h) */
     mlc_buf_printf(o, "((%s)(%s)((%s)(", r->L->t_i64, r->lang == KIR_LANG_C ? "uint32_t" : r->lang == KIR_LANG_CUDA ? "unsigned" : "uint",
                    r->lang == KIR_LANG_C ? "uint32_t" : r->lang == KIR_LANG_CUDA ? "unsigned" : "uint");
@@ -458,7 +459,8 @@ static void expr(rctx *r, const kir_node *n) {
     mlc_buf_puts(o, ")))");
     return;
   }
-  if ((n->op == KIR_SHR || n->op == KIR_BITAND || n->op == KIR_BITOR) && r->lang == KIR_LANG_CUDA && n->type == KIR_I64) {
+  if ((n->op == KIR_SHR || n->op == KIR_BITAND || n->op == KIR_BITOR || n->op == KIR_BITXOR) && r->lang == KIR_LANG_CUDA &&
+      n->type == KIR_I64) {
     /* packed weight words (kir.h: a >= 0, b < 32): 32-bit operations, as GLSL's int */
     mlc_buf_puts(o, "((long long)((unsigned)(");
     expr(r, n->src[0]);
@@ -513,6 +515,13 @@ static void expr(rctx *r, const kir_node *n) {
     mlc_buf_puts(o, ")");
     return;
   case KIR_TOF:
+    if (n->i == 1 && (r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL)) { /* kir_tof_exact */
+      bool cu = r->lang == KIR_LANG_CUDA;
+      mlc_buf_puts(o, cu ? "(__int_as_float((int)(" : "(intBitsToFloat(int(");
+      expr(r, n->src[0]);
+      mlc_buf_puts(o, cu ? ") + 0x4B400000) - 12582912.0f)" : ") + 0x4B400000) - 12582912.0)");
+      return;
+    }
     if (r->lang == KIR_LANG_CUDA || r->lang == KIR_LANG_GLSL) {
       /* a masked field minus a constant (a packed weight's value, lower.c qvalue: ((w >> s) & m) - c):
        * no int-to-float conversion (a quarter-rate instruction on NVIDIA GPUs) and one logic op a
@@ -760,6 +769,39 @@ static void stmt(rctx *r, const kir_node *n) {
     ind(r);
     mlc_buf_puts(o, "}\n");
     return;
+  case KIR_BARRIER:
+    MLC_ASSERT(r->lang == KIR_LANG_CUDA);
+    ind(r);
+    mlc_buf_puts(o, "__syncthreads();\n");
+    return;
+  case KIR_MMA_S8: {
+    /* one m16n8k32 int8 tensor-core op of the warp (sm_80+; the device launches these kernels only
+     * there, other targets of the module compile it to a trap) */
+    MLC_ASSERT(r->lang == KIR_LANG_CUDA && n->nlist == 6);
+    const char *d = bname(r, &k->bufs[n->a]);
+    int64_t e = n->i;
+    ind(r);
+    mlc_buf_puts(o, "{\n#if __CUDA_ARCH__ >= 800\n");
+    ind(r);
+    mlc_buf_puts(o, "  asm(\"mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                    "{%10,%10,%10,%10};\"\n");
+    ind(r);
+    mlc_buf_printf(o, "      : \"=r\"(%s[%lld]), \"=r\"(%s[%lld]), \"=r\"(%s[%lld]), \"=r\"(%s[%lld])\n", d, (long long)e, d,
+                   (long long)e + 1, d, (long long)e + 2, d, (long long)e + 3);
+    ind(r);
+    mlc_buf_puts(o, "      :");
+    for (int i = 0; i < 6; i++) {
+      mlc_buf_puts(o, i ? ", \"r\"((unsigned)(" : " \"r\"((unsigned)(");
+      expr(r, n->list[i]);
+      mlc_buf_puts(o, "))");
+    }
+    mlc_buf_puts(o, ", \"r\"(0));\n#else\n");
+    ind(r);
+    mlc_buf_puts(o, "  __trap();\n#endif\n");
+    ind(r);
+    mlc_buf_puts(o, "}\n");
+    return;
+  }
   default:
     mlc_abort(__FILE__, __LINE__, "kir: op %d is not a statement", n->op);
   }
@@ -1061,13 +1103,20 @@ static void render_cuda(rctx *r) {
   int per = k->per_index > 1 ? k->per_index : 1;
   if (per > 1) /* and launches ceil(grid / per) indices */
     mlc_buf_printf(o, "/* mlc_per=%d */\n", per);
+  if (k->row_tile > 0) /* times ceil(rows / row_tile) (kir_kernel.row_tile; rows: the step's, ip[MLC_KDYN]) */
+    mlc_buf_printf(o, "/* mlc_rtile=%d */\n", k->row_tile);
   if (k->min_blocks > 0)
     mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d, %d) %s(const mlc_kargs mlc_A) {\n", block,
                    k->min_blocks, k->name);
   else
     mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mlc_kargs mlc_A) {\n", block, k->name);
-  /* the end of the range of indices (outputs / per_index) */
-  if (per > 1)
+  /* the end of the range of indices (outputs / per_index, times the row tiles) */
+  if (k->row_tile > 0) {
+    MLC_ASSERT(k->tile_rows && k->lanes == block);
+    mlc_buf_printf(o, "  const long long mlc_g1 = (mlc_A.g1 + %d) / %d * ((", per - 1, per);
+    expr(r, k->tile_rows);
+    mlc_buf_printf(o, " + %d) / %d);\n", k->row_tile - 1, k->row_tile);
+  } else if (per > 1)
     mlc_buf_printf(o, "  const long long mlc_g1 = (mlc_A.g1 + %d) / %d;\n", per - 1, per);
   else
     mlc_buf_puts(o, "  const long long mlc_g1 = mlc_A.g1;\n");
@@ -1106,7 +1155,8 @@ static void render_cuda(rctx *r) {
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
     if (b->local)
-      mlc_buf_printf(o, "  %s %s[%lld];\n", cuda_elem(b->dtype), b->name, (long long)b->local_len);
+      mlc_buf_printf(o, "  %s%s %s[%lld];\n", b->shared ? "__shared__ __align__(16) " : "", cuda_elem(b->dtype), b->name,
+                     (long long)b->local_len);
   }
   if (k->lanes > 32) /* block sums (nw floats) and cross-warp reductions (32 nw floats) */
     mlc_buf_printf(o, "  __shared__ float mlc_red[%d];\n", k->lanes);
@@ -1178,10 +1228,19 @@ void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
   MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA || lang == KIR_LANG_GLSL); /* lanes: CUDA and GLSL so far */
   MLC_ASSERT(k->grid_step <= 1 || lang == KIR_LANG_C); /* range steps: the C target */
   MLC_ASSERT(k->per_index <= 1 || lang == KIR_LANG_CUDA); /* outputs per index: CUDA */
+  MLC_ASSERT(k->row_tile <= 0 || lang == KIR_LANG_CUDA);  /* tiles of rows: CUDA (an alt kernel: ignored elsewhere) */
   if (lang == KIR_LANG_C)
     render_c(&r);
-  else if (lang == KIR_LANG_CUDA)
+  else if (lang == KIR_LANG_CUDA) {
     render_cuda(&r);
+    if (k->alt) { /* the device reads the markers after this line as the alternative's */
+      MLC_ASSERT(k->alt_rows > 0 && !k->alt->alt);
+      mlc_buf_printf(out, "/* mlc_alt rows=%d */\n", k->alt_rows);
+      rctx ra = r;
+      ra.k = k->alt;
+      render_cuda(&ra);
+    }
+  }
   else if (lang == KIR_LANG_OPENCL)
     render_opencl(&r);
   else

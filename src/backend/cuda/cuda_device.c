@@ -33,13 +33,21 @@ struct mlc_dmem {
   size_t bytes;
 };
 
+/* one kernel function of a module and how it is launched (the renderer's markers, render.c) */
+typedef struct cuda_fn {
+  CUfunction fn;
+  int block;
+  int lanes; /* threads per parallel index ("mlc_lanes=N") */
+  int per;   /* outputs per parallel index ("mlc_per=N"): ceil(grid / per) indices are launched */
+  int rtile; /* "mlc_rtile=N": times ceil(rows / N) tiles of the step's rows (ip[MLC_KDYN]) */
+  char *name;
+} cuda_fn;
+
 struct mlc_dmodule {
   CUmodule mod;
-  CUfunction *fn;
-  int *block;
-  int *lanes; /* threads per parallel index (the renderer's "mlc_lanes=N" marker) */
-  int *per;   /* outputs per parallel index ("mlc_per=N"): ceil(grid / per) indices are launched */
-  char **name;
+  cuda_fn *k;
+  cuda_fn *alt;  /* "mlc_alt rows=N": a second function launched in k's place for steps of >= alt_rows rows */
+  int *alt_rows; /* 0: none */
   int n;
 };
 
@@ -205,14 +213,51 @@ static void cuda_module_free(mlc_device *d, mlc_dmodule *mod) {
   drop_graphs((cuda_device *)d); /* they name this module's functions */
   if (mod->mod)
     cu->ModuleUnload(mod->mod);
-  for (int i = 0; mod->name && i < mod->n; i++)
-    free(mod->name[i]);
-  free(mod->name);
-  free(mod->fn);
-  free(mod->block);
-  free(mod->lanes);
-  free(mod->per);
+  for (int i = 0; i < mod->n; i++) {
+    if (mod->k)
+      free(mod->k[i].name);
+    if (mod->alt)
+      free(mod->alt[i].name);
+  }
+  free(mod->k);
+  free(mod->alt);
+  free(mod->alt_rows);
   free(mod);
+}
+
+/* the integer after `key` in src [from, to), or dflt */
+static int marker(const char *from, const char *to, const char *key, int dflt) {
+  const char *p = strstr(from, key);
+  return p && p < to ? atoi(p + strlen(key)) : dflt;
+}
+/* looks up function `name` of the module and reads its launch markers from src [from, to) */
+static mlc_status load_fn(cuda_device *c, mlc_dmodule *mod, const char *name, const char *from, const char *to, int verbose,
+                          cuda_fn *f) {
+  const mlc_cu_api *cu = c->cu;
+  CUresult r = cu->ModuleGetFunction(&f->fn, mod->mod, name);
+  if (r != 0)
+    return mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s not found in its module: %s", name, mlc_cu_errstr(r));
+  int bs = 0;
+  cu->FuncGetAttribute(&bs, MLC_CU_FUNC_MAX_THREADS_PER_BLOCK, f->fn);
+  f->block = bs > 0 ? bs : 64;
+  f->lanes = marker(from, to, "/* mlc_lanes=", 1);
+  f->per = marker(from, to, "/* mlc_per=", 1);
+  f->rtile = marker(from, to, "/* mlc_rtile=", 0);
+  if (f->per < 1 || f->rtile < 0)
+    return mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: bad outputs per index %d or row tile %d", name, f->per, f->rtile);
+  if (f->lanes < 1 || f->block % f->lanes)
+    return mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: %d lanes do not divide its block of %d", name, f->lanes, f->block);
+  if (!(f->name = mlc_strdup(name)))
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  if (verbose > 1) {
+    int regs = 0, local = 0, shared = 0;
+    cu->FuncGetAttribute(&regs, MLC_CU_FUNC_NUM_REGS, f->fn);
+    cu->FuncGetAttribute(&local, MLC_CU_FUNC_LOCAL_SIZE_BYTES, f->fn);
+    cu->FuncGetAttribute(&shared, MLC_CU_FUNC_SHARED_SIZE_BYTES, f->fn);
+    fprintf(stderr, "mlc: cuda kernel %s: block %d, %d registers, %d bytes local, %d bytes shared\n", name, f->block, regs,
+            local, shared);
+  }
+  return MLC_OK;
 }
 
 static mlc_status cuda_build(mlc_device *d, const char *const *names, const char *const *sources, int n, int verbose,
@@ -224,9 +269,8 @@ static mlc_status cuda_build(mlc_device *d, const char *const *names, const char
     return mlc_err(MLC_ERR_UNSUPPORTED, "cuda: no built-in generic kernels (kernels are compiled by NVRTC)");
   mlc_dmodule *mod = calloc(1, sizeof *mod);
   size_t cnt = (size_t)(n ? n : 1);
-  if (!mod || !(mod->fn = calloc(cnt, sizeof *mod->fn)) || !(mod->block = calloc(cnt, sizeof(int))) || !(mod->lanes = calloc(cnt, sizeof(int))) ||
-      !(mod->per = calloc(cnt, sizeof(int))) ||
-      !(mod->name = calloc(cnt, sizeof(char *)))) {
+  if (!mod || !(mod->k = calloc(cnt, sizeof *mod->k)) || !(mod->alt = calloc(cnt, sizeof *mod->alt)) ||
+      !(mod->alt_rows = calloc(cnt, sizeof(int)))) {
     cuda_module_free(d, mod);
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
   }
@@ -245,34 +289,19 @@ static mlc_status cuda_build(mlc_device *d, const char *const *names, const char
       st = mlc_err(MLC_ERR_DEVICE, "cuda: loading the module %s: %s", path, mlc_cu_errstr(r));
   }
   for (int i = 0; st == MLC_OK && i < n; i++) {
-    CUresult r = cu->ModuleGetFunction(&mod->fn[i], mod->mod, names[i]);
-    if (r != 0) {
-      st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s not found in %s: %s", names[i], path, mlc_cu_errstr(r));
-      break;
-    }
-    int bs = 0;
-    cu->FuncGetAttribute(&bs, MLC_CU_FUNC_MAX_THREADS_PER_BLOCK, mod->fn[i]);
-    mod->block[i] = bs > 0 ? bs : 64;
-    const char *lm = strstr(sources[i], "/* mlc_lanes=");
-    mod->lanes[i] = lm ? atoi(lm + 13) : 1;
-    const char *pm = strstr(sources[i], "/* mlc_per=");
-    mod->per[i] = pm ? atoi(pm + 11) : 1;
-    if (mod->per[i] < 1) {
-      st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: bad outputs per index %d", names[i], mod->per[i]);
-      break;
-    }
-    if (mod->lanes[i] < 1 || mod->block[i] % mod->lanes[i]) {
-      st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: %d lanes do not divide its block of %d", names[i], mod->lanes[i],
-                   mod->block[i]);
-      break;
-    }
-    mod->name[i] = mlc_strdup(names[i]);
-    if (verbose > 1) {
-      int regs = 0, local = 0;
-      cu->FuncGetAttribute(&regs, MLC_CU_FUNC_NUM_REGS, mod->fn[i]);
-      cu->FuncGetAttribute(&local, MLC_CU_FUNC_LOCAL_SIZE_BYTES, mod->fn[i]);
-      fprintf(stderr, "mlc: cuda kernel %s: block %d, %d registers, %d bytes local\n", names[i], mod->block[i], regs,
-              local);
+    /* the markers after "mlc_alt" describe the alternative function NAME_mm */
+    const char *alt = strstr(sources[i], "/* mlc_alt rows=");
+    st = load_fn(c, mod, names[i], sources[i], alt ? alt : sources[i] + strlen(sources[i]), verbose, &mod->k[i]);
+    if (st == MLC_OK && alt) {
+      char nm[160];
+      snprintf(nm, sizeof nm, "%s_mm", names[i]);
+      mod->alt_rows[i] = atoi(alt + 16);
+      st = load_fn(c, mod, nm, alt, alt + strlen(alt), verbose, &mod->alt[i]);
+      if (st == MLC_OK && mod->alt_rows[i] < 1)
+        st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: bad row threshold %d", nm, mod->alt_rows[i]);
+      /* its tensor-core code needs sm_80 (render.c KIR_MMA_S8) */
+      if (c->cc_major < 8)
+        mod->alt_rows[i] = 0;
     }
   }
   free(path);
@@ -301,11 +330,15 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
     a.fp[i] = fp[i];
   a.g0 = 0;
   a.g1 = grid;
-  int64_t bs = mod->block[k];
-  int64_t idx = (grid + mod->per[k] - 1) / mod->per[k]; /* parallel indices */
-  int64_t blocks = (idx * mod->lanes[k] + bs - 1) / bs;
+  /* the alternative for long steps (the prefill GEMM) */
+  const cuda_fn *f = mod->alt_rows[k] > 0 && ip[MLC_KDYN] >= mod->alt_rows[k] ? &mod->alt[k] : &mod->k[k];
+  int64_t bs = f->block;
+  int64_t idx = (grid + f->per - 1) / f->per; /* parallel indices */
+  if (f->rtile > 0)
+    idx *= (ip[MLC_KDYN] + f->rtile - 1) / f->rtile;
+  int64_t blocks = (idx * f->lanes + bs - 1) / bs;
   if (blocks > 0x7fffffff)
-    return mlc_err(MLC_ERR_LIMIT, "cuda: kernel %s: parallel range %lld too large", mod->name[k], (long long)grid);
+    return mlc_err(MLC_ERR_LIMIT, "cuda: kernel %s: parallel range %lld too large", f->name, (long long)grid);
   if (c->deferring) {
     if (c->nrec == c->caprec) {
       int cap = c->caprec ? 2 * c->caprec : 256;
@@ -317,7 +350,7 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
     }
     cuda_rec *rc = &c->rec[c->nrec++];
     memset(rc, 0, sizeof *rc);
-    rc->fn = mod->fn[k];
+    rc->fn = f->fn;
     rc->blocks = (unsigned)blocks;
     rc->bs = (unsigned)bs;
     rc->a = a;
@@ -328,7 +361,7 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
     float ms = 0;
     CUresult r = cu->EventRecord(c->ev[0], NULL);
     if (r == 0)
-      r = cu->LaunchKernel(mod->fn[k], (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
+      r = cu->LaunchKernel(f->fn, (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
     if (r == 0)
       r = cu->EventRecord(c->ev[1], NULL);
     if (r == 0)
@@ -336,15 +369,15 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
     if (r == 0)
       r = cu->EventElapsedTime(&ms, c->ev[0], c->ev[1]);
     if (r != 0)
-      return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", mod->name[k], (long long)grid, mlc_cu_errstr(r));
-    mlc_kprof_add(&c->prof, mod->fn[k], mod->name[k], ip[MLC_KDYN], grid, mod->lanes[k], ms);
+      return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", f->name, (long long)grid, mlc_cu_errstr(r));
+    mlc_kprof_add(&c->prof, f->fn, f->name, ip[MLC_KDYN], grid, f->lanes, ms);
     return MLC_OK;
   }
-  CUresult r = cu->LaunchKernel(mod->fn[k], (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
+  CUresult r = cu->LaunchKernel(f->fn, (unsigned)blocks, 1, 1, (unsigned)bs, 1, 1, 0, NULL, params, NULL);
   if (r == 0 && c->sync_each)
     r = cu->CtxSynchronize();
   if (r != 0)
-    return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", mod->name[k], (long long)grid, mlc_cu_errstr(r));
+    return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", f->name, (long long)grid, mlc_cu_errstr(r));
   return MLC_OK;
 }
 
