@@ -52,6 +52,7 @@ void kir_free(kir_kernel *k) {
   }
   free(k->intern);
   kir_free(k->alt);
+  kir_free(k->pre);
   free(k);
 }
 

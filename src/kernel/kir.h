@@ -147,6 +147,13 @@ typedef struct kir_kernel {
    * GEMM beside the decode GEMV; kir_free frees it with this one) */
   struct kir_kernel *alt;
   int alt_rows;
+  /* CUDA: a kernel the device launches right before this one, with the same arguments (an
+   * alternative's preparation: the prefill GEMM's x quantization); kir_free frees it */
+  struct kir_kernel *pre;
+  /* CUDA: with scratch[0] > 0 the kernel takes two more buffer arguments after the op's: device
+   * scratch of rows * scratch[0] and rows * scratch[1] bytes (rows: tile_rows' value), which it
+   * shares with its `pre` kernel (the device owns the memory) */
+  int64_t scratch[2];
 } kir_kernel;
 
 kir_kernel *kir_new(const char *name);

@@ -32,7 +32,8 @@ typedef struct lctx {
   kir_kernel *k;
   const mlc_kdesc *d;
   const mlc_tunables *tu;
-  bool gemm;      /* lowering the alternative kernel: the 8-bit GEMV's rules build qgemm_i8 */
+  int gemm;       /* lowering the alternative kernel (1: the 8-bit GEMV's rules build qgemm_i8) or its
+                   * preparation (2: qgemm_pre) */
   bool took_i8;   /* the rule built the 8-bit GEMV (qgemv_i8) */
   bool took_gemm; /* the rule built the GEMM (qgemm_i8) */
 } lctx;
@@ -595,11 +596,15 @@ static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *co
 static bool qgemm_ok(lctx *c, const wsrc *w, int nw, int64_t N);
 static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
                      const qgemv_epi *e);
+static void qgemm_pre(lctx *c, const wsrc *w, int X, kir_node *xs, kir_node *N);
 static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
                      const qgemv_epi *e) {
   kir_kernel *k = c->k;
   if (c->gemm && qgemm_ok(c, ws[0], nw, e->N->i)) {
-    qgemm_i8(c, ws, roff, nw, X, xs, e);
+    if (c->gemm == 2)
+      qgemm_pre(c, ws[0], X, xs, e->N);
+    else
+      qgemm_i8(c, ws, roff, nw, X, xs, e);
     c->took_gemm = true;
     return;
   }
@@ -665,6 +670,9 @@ static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
   int64_t K = ws[0]->K->i, W = K / 8, G = K / 32, BN = WR / nw, nk = K / MM_BK; /* BN outputs per block */
   kir_node *R = DYN(c, 0);
   k->lanes = k->block = MM_THREADS;
+  /* two blocks an SM (registers capped at 128): 5 % faster than one block of ~136 registers
+   * (bench/RESULTS.md, "Prefill GEMM") */
+  k->min_blocks = 2;
   if (env_pow2("MLC_MM_MINB", 1, 4)) /* experiments: blocks an SM must hold (caps the registers) */
     k->min_blocks = env_pow2("MLC_MM_MINB", 1, 4);
   k->per_index = (int)BN;
@@ -672,7 +680,13 @@ static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
   k->tile_rows = R;
   int sx = kir_buf_shared(k, "sx", MLC_U32, MM_BM * MM_LD), sxd = kir_buf_shared(k, "sxd", MLC_F32, MM_BM * 4);
   int sw = kir_buf_shared(k, "sw", MLC_U32, WR * MM_LD), sws = kir_buf_shared(k, "sws", MLC_F32, WR * 4);
-  int qx = local_named(c, "qx", 32), qw = local_named_t(c, "qw", MLC_U32, WPT), qs = local_named(c, "qs", SPT);
+  /* the step's x, quantized by qgemm_pre: int8 words [R, K / 4] and their d [R, K / 32] (device scratch) */
+  int xq = kir_buf_arg(k, "xq", MLC_I32, false), xqd = kir_buf_arg(k, "xqd", MLC_F32, false);
+  k->scratch[0] = K, k->scratch[1] = G * 4;
+  /* registers of a step's loads (a kernel has at most KIR_MAX_BUFS arrays): qw the weight words, then
+   * 8 words of x; qs the weight scales, then the x group's d */
+  int qw = local_named_t(c, "qw", MLC_U32, WPT + 8), qs = local_named(c, "qs", SPT + 1), qxw = qw, qxd = qs;
+  const int XW = WPT, XD = SPT; /* where x's words and d lie in them */
   int mmd = local_named_t(c, "mmd", MLC_I32, 2 * MM_NF * 4);
   kir_node *lane = kir_lane(k), *nrt = DIV(ADD(R, I(c, MM_BM - 1)), I(c, MM_BM));
   int ct = kir_var(k, "ct", KIR_I64), rt = kir_var(k, "rtl", KIR_I64), kt = kir_var(k, "kt", KIR_I64);
@@ -697,7 +711,10 @@ static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
     kir_node *ks = ksv[v];
     kir_block lb = {0}, wb[2];
     memset(wb, 0, sizeof wb);
-    kir_push(&lb, kir_vload(k, qx, X, ADD(ADD(MUL(xrow, xs), MUL(ks, I(c, MM_BK))), MUL(xg, I(c, 32)))));
+    kir_node *xqb = ADD(ADD(MUL(xrow, I(c, K / 4)), MUL(ks, I(c, MM_BK / 4))), MUL(xg, I(c, 8)));
+    kir_push(&lb, kir_vload_at(k, qxw, XW, 4, xq, xqb));
+    kir_push(&lb, kir_vload_at(k, qxw, XW + 4, 4, xq, ADD(xqb, I(c, 4))));
+    kir_push(&lb, kir_store(k, qxd, I(c, XD), LD(xqd, ADD(ADD(MUL(xrow, I(c, G)), MUL(ks, I(c, MM_BK / 32))), xg))));
     for (int i = 0; i < nw; i++) {
       kir_node *row = ADD(ADD(MUL(V(ct), I(c, BN)), SUB(br, I(c, i * BN))), roff[i]);
       kir_node *wbase = ADD(ADD(MUL(row, I(c, W)), MUL(ks, I(c, MM_BK / 8))), MUL(part, I(c, WPT)));
@@ -715,11 +732,9 @@ static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
   }
   /* the registers into shared memory: x quantized, the weights unpacked */
   kir_block st = {0}, xb = {0}, ub = {0};
-  int d, xw[8];
-  quant_group(c, &xb, qx, xw, &d);
   for (int w = 0; w < 8; w++)
-    kir_push(&xb, kir_store(k, sx, ADD(ADD(MUL(xr, I(c, MM_LD)), MUL(xg, I(c, 8))), I(c, w)), V(xw[w])));
-  kir_push(&xb, kir_store(k, sxd, ADD(MUL(xr, I(c, 4)), xg), V(d)));
+    kir_push(&xb, kir_store(k, sx, ADD(ADD(MUL(xr, I(c, MM_LD)), MUL(xg, I(c, 8))), I(c, w)), LD(qxw, I(c, XW + w))));
+  kir_push(&xb, kir_store(k, sxd, ADD(MUL(xr, I(c, 4)), xg), LD(qxd, I(c, XD))));
   kir_push(&st, kir_block_done(k, &xb));
   kir_node *nib = I(c, 0x0f0f0f0f), *m80 = I(c, 0x80808080), *mq = I(c, 0x01010101LL * q->max_int);
   for (int w = 0; w < WPT; w++) {
@@ -799,6 +814,33 @@ static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
       }
   kir_push(&top, kir_block_done(k, &eb));
   kir_finish(k, kir_block_done(k, &top));
+}
+
+/* The GEMM's preparation, launched right before it (kir_kernel.pre): the step's x rows quantized
+ * once (quant_group's rule and word order) into the device scratch the GEMM reads, rather than by
+ * every column tile of blocks. An index is a row (the launch range: one tile of N outputs times
+ * R row tiles of 1); its 128 threads take the groups t, t + 128, ... */
+static void qgemm_pre(lctx *c, const wsrc *w, int X, kir_node *xs, kir_node *N) {
+  kir_kernel *k = c->k;
+  int64_t K = w->K->i, G = K / 32;
+  enum { T = 128 };
+  k->lanes = k->block = T;
+  k->per_index = (int)N->i;
+  k->row_tile = 1;
+  k->tile_rows = DYN(c, 0);
+  int xq = kir_buf_arg(k, "xq", MLC_I32, true), xqd = kir_buf_arg(k, "xqd", MLC_F32, true); /* [R, K / 4], [R, G] */
+  k->scratch[0] = K, k->scratch[1] = G * 4;
+  int qx = local_named(c, "qx", 32), t = kir_var(k, "t", KIR_I64);
+  kir_node *r = kir_grid(k), *grp = ADD(MUL(V(t), I(c, T)), kir_lane(k));
+  kir_block b = {0};
+  kir_push(&b, kir_vload(k, qx, X, ADD(MUL(r, xs), MUL(grp, I(c, 32)))));
+  int d, xw[8];
+  quant_group(c, &b, qx, xw, &d);
+  for (int i = 0; i < 8; i++)
+    kir_push(&b, kir_store(k, xq, ADD(ADD(MUL(r, I(c, K / 4)), MUL(grp, I(c, 8))), I(c, i)), V(xw[i])));
+  kir_push(&b, kir_store(k, xqd, ADD(MUL(r, I(c, G)), grp), V(d)));
+  kir_node *live = kir_if(k, kir_bin(k, KIR_LT, grp, I(c, G)), kir_block_done(k, &b), NULL);
+  kir_finish(k, kir_for(k, t, I(c, 0), I(c, (G + T - 1) / T), KIR_LOOP_SERIAL, live));
 }
 
 /*
@@ -2013,12 +2055,21 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
     snprintf(an, sizeof an, "%s_mm", name);
     kir_kernel *a = kir_new(an);
     a->block = tu->block;
-    lctx ca = {.k = a, .d = d, .tu = tu, .gemm = true};
+    lctx ca = {.k = a, .d = d, .tu = tu, .gemm = 1};
     if (d->kind == MLC_OP_MATMUL)
       rule_matmul(&ca);
     else
       rule_gated(&ca);
     if (ca.took_gemm) {
+      snprintf(an, sizeof an, "%s_mq", name);
+      a->pre = kir_new(an);
+      a->pre->block = tu->block;
+      lctx cp = {.k = a->pre, .d = d, .tu = tu, .gemm = 2};
+      if (d->kind == MLC_OP_MATMUL)
+        rule_matmul(&cp);
+      else
+        rule_gated(&cp);
+      MLC_ASSERT(cp.took_gemm);
       k->alt = a;
       k->alt_rows = tu->mma_rows;
       const char *mr = getenv("MLC_MM_ROWS"); /* experiments: the shortest step that takes the GEMM */

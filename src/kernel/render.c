@@ -1105,6 +1105,8 @@ static void render_cuda(rctx *r) {
     mlc_buf_printf(o, "/* mlc_per=%d */\n", per);
   if (k->row_tile > 0) /* times ceil(rows / row_tile) (kir_kernel.row_tile; rows: the step's, ip[MLC_KDYN]) */
     mlc_buf_printf(o, "/* mlc_rtile=%d */\n", k->row_tile);
+  if (k->scratch[0] > 0) /* two scratch arguments after the op's, of rows times these bytes */
+    mlc_buf_printf(o, "/* mlc_scratch=%lld,%lld */\n", (long long)k->scratch[0], (long long)k->scratch[1]);
   if (k->min_blocks > 0)
     mlc_buf_printf(o, "extern \"C\" __global__ void __launch_bounds__(%d, %d) %s(const mlc_kargs mlc_A) {\n", block,
                    k->min_blocks, k->name);
@@ -1239,6 +1241,12 @@ void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
       rctx ra = r;
       ra.k = k->alt;
       render_cuda(&ra);
+      if (k->alt->pre) { /* and those after this one as its preparation's */
+        MLC_ASSERT(!k->alt->pre->alt && !k->alt->pre->pre);
+        mlc_buf_puts(out, "/* mlc_pre */\n");
+        ra.k = k->alt->pre;
+        render_cuda(&ra);
+      }
     }
   }
   else if (lang == KIR_LANG_OPENCL)

@@ -40,6 +40,7 @@ typedef struct cuda_fn {
   int lanes; /* threads per parallel index ("mlc_lanes=N") */
   int per;   /* outputs per parallel index ("mlc_per=N"): ceil(grid / per) indices are launched */
   int rtile; /* "mlc_rtile=N": times ceil(rows / N) tiles of the step's rows (ip[MLC_KDYN]) */
+  int64_t scratch[2]; /* "mlc_scratch=A,B": two scratch arguments of rows * A and rows * B bytes */
   char *name;
 } cuda_fn;
 
@@ -47,6 +48,7 @@ struct mlc_dmodule {
   CUmodule mod;
   cuda_fn *k;
   cuda_fn *alt;  /* "mlc_alt rows=N": a second function launched in k's place for steps of >= alt_rows rows */
+  cuda_fn *pre;  /* "mlc_pre": the alternative's preparation, launched right before it (fn NULL: none) */
   int *alt_rows; /* 0: none */
   int n;
 };
@@ -91,6 +93,10 @@ typedef struct cuda_device {
   /* $MLC_CUDA_PROFILE */
   CUevent ev[2];
   mlc_kprof prof; /* per kernel, step rows and grid */
+  /* kernel scratch (scratch_at_least) and the outgrown buffers, freed when the device closes */
+  CUdeviceptr scratch, *old_scratch;
+  size_t scratch_bytes;
+  int nold;
 } cuda_device;
 
 static mlc_status cuerr(CUresult r, const char *what) {
@@ -136,6 +142,11 @@ static void cuda_destroy(mlc_device *d) {
       c->cu->EventDestroy(c->ev[i]);
   drop_graphs(c);
   free(c->rec);
+  for (int i = 0; i < c->nold; i++)
+    c->cu->MemFree(c->old_scratch[i]);
+  free(c->old_scratch);
+  if (c->scratch)
+    c->cu->MemFree(c->scratch);
   if (c->stream)
     c->cu->StreamDestroy(c->stream);
   c->cu->DevicePrimaryCtxRelease(c->dev);
@@ -218,9 +229,12 @@ static void cuda_module_free(mlc_device *d, mlc_dmodule *mod) {
       free(mod->k[i].name);
     if (mod->alt)
       free(mod->alt[i].name);
+    if (mod->pre)
+      free(mod->pre[i].name);
   }
   free(mod->k);
   free(mod->alt);
+  free(mod->pre);
   free(mod->alt_rows);
   free(mod);
 }
@@ -243,6 +257,13 @@ static mlc_status load_fn(cuda_device *c, mlc_dmodule *mod, const char *name, co
   f->lanes = marker(from, to, "/* mlc_lanes=", 1);
   f->per = marker(from, to, "/* mlc_per=", 1);
   f->rtile = marker(from, to, "/* mlc_rtile=", 0);
+  const char *sm = strstr(from, "/* mlc_scratch=");
+  if (sm && sm < to) {
+    long long s0 = 0, s1 = 0;
+    if (sscanf(sm + 15, "%lld,%lld", &s0, &s1) != 2 || s0 <= 0 || s1 < 0)
+      return mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: bad scratch marker", name);
+    f->scratch[0] = s0, f->scratch[1] = s1;
+  }
   if (f->per < 1 || f->rtile < 0)
     return mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: bad outputs per index %d or row tile %d", name, f->per, f->rtile);
   if (f->lanes < 1 || f->block % f->lanes)
@@ -270,6 +291,7 @@ static mlc_status cuda_build(mlc_device *d, const char *const *names, const char
   mlc_dmodule *mod = calloc(1, sizeof *mod);
   size_t cnt = (size_t)(n ? n : 1);
   if (!mod || !(mod->k = calloc(cnt, sizeof *mod->k)) || !(mod->alt = calloc(cnt, sizeof *mod->alt)) ||
+      !(mod->pre = calloc(cnt, sizeof *mod->pre)) ||
       !(mod->alt_rows = calloc(cnt, sizeof(int)))) {
     cuda_module_free(d, mod);
     return mlc_err(MLC_ERR_NOMEM, "out of memory");
@@ -296,7 +318,12 @@ static mlc_status cuda_build(mlc_device *d, const char *const *names, const char
       char nm[160];
       snprintf(nm, sizeof nm, "%s_mm", names[i]);
       mod->alt_rows[i] = atoi(alt + 16);
-      st = load_fn(c, mod, nm, alt, alt + strlen(alt), verbose, &mod->alt[i]);
+      const char *pre = strstr(alt, "/* mlc_pre */"), *end = alt + strlen(alt);
+      st = load_fn(c, mod, nm, alt, pre ? pre : end, verbose, &mod->alt[i]);
+      if (st == MLC_OK && pre) {
+        snprintf(nm, sizeof nm, "%s_mq", names[i]);
+        st = load_fn(c, mod, nm, pre, end, verbose, &mod->pre[i]);
+      }
       if (st == MLC_OK && mod->alt_rows[i] < 1)
         st = mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: bad row threshold %d", nm, mod->alt_rows[i]);
       /* its tensor-core code needs sm_80 (render.c KIR_MMA_S8) */
@@ -314,24 +341,31 @@ static mlc_status cuda_build(mlc_device *d, const char *const *names, const char
   return MLC_OK;
 }
 
-static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *const *mem, const size_t *off, int nbuf,
-                              const int64_t *ip, const float *fp, int64_t grid) {
-  cuda_device *c = (cuda_device *)d;
-  const mlc_cu_api *cu = bind_ctx(d);
-  if (grid <= 0)
-    return MLC_OK;
-  mlc_kargs a;
-  memset(&a, 0, sizeof a);
-  for (int i = 0; i < nbuf; i++)
-    a.b[i] = mem[i]->p + off[i];
-  for (int i = 0; i < MLC_KIP; i++)
-    a.ip[i] = ip[i];
-  for (int i = 0; i < MLC_KFP; i++)
-    a.fp[i] = fp[i];
-  a.g0 = 0;
-  a.g1 = grid;
-  /* the alternative for long steps (the prefill GEMM) */
-  const cuda_fn *f = mod->alt_rows[k] > 0 && ip[MLC_KDYN] >= mod->alt_rows[k] ? &mod->alt[k] : &mod->k[k];
+/* Device scratch of at least `bytes` for kernels that take it (kir_kernel.scratch): grown as
+ * needed; an outgrown buffer is kept until the device closes, since recorded launches and kept
+ * graphs may still name it. */
+static mlc_status scratch_at_least(cuda_device *c, size_t bytes, CUdeviceptr *out) {
+  if (bytes > c->scratch_bytes) {
+    CUdeviceptr *old = realloc(c->old_scratch, sizeof *old * (size_t)(c->nold + 1));
+    if (!old)
+      return mlc_err(MLC_ERR_NOMEM, "out of memory");
+    c->old_scratch = old;
+    size_t n = bytes < (1u << 20) ? (size_t)1 << 20 : bytes + bytes / 2;
+    CUdeviceptr p = 0;
+    CU_TRY(c->cu->MemAlloc(&p, n), "allocating kernel scratch memory");
+    if (c->scratch)
+      c->old_scratch[c->nold++] = c->scratch;
+    c->scratch = p;
+    c->scratch_bytes = n;
+  }
+  *out = c->scratch;
+  return MLC_OK;
+}
+
+/* Issues one function over the parallel range [0, grid) with arguments a (recorded for a step
+ * graph, timed for the profile, or launched). */
+static mlc_status issue(cuda_device *c, const cuda_fn *f, mlc_kargs a, const int64_t *ip, int64_t grid) {
+  const mlc_cu_api *cu = c->cu;
   int64_t bs = f->block;
   int64_t idx = (grid + f->per - 1) / f->per; /* parallel indices */
   if (f->rtile > 0)
@@ -339,6 +373,8 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
   int64_t blocks = (idx * f->lanes + bs - 1) / bs;
   if (blocks > 0x7fffffff)
     return mlc_err(MLC_ERR_LIMIT, "cuda: kernel %s: parallel range %lld too large", f->name, (long long)grid);
+  if (blocks <= 0)
+    return MLC_OK;
   if (c->deferring) {
     if (c->nrec == c->caprec) {
       int cap = c->caprec ? 2 * c->caprec : 256;
@@ -379,6 +415,40 @@ static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *
   if (r != 0)
     return mlc_err(MLC_ERR_DEVICE, "cuda: kernel %s (grid %lld): %s", f->name, (long long)grid, mlc_cu_errstr(r));
   return MLC_OK;
+}
+
+static mlc_status cuda_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *const *mem, const size_t *off, int nbuf,
+                              const int64_t *ip, const float *fp, int64_t grid) {
+  cuda_device *c = (cuda_device *)d;
+  bind_ctx(d);
+  if (grid <= 0)
+    return MLC_OK;
+  mlc_kargs a;
+  memset(&a, 0, sizeof a);
+  for (int i = 0; i < nbuf; i++)
+    a.b[i] = mem[i]->p + off[i];
+  for (int i = 0; i < MLC_KIP; i++)
+    a.ip[i] = ip[i];
+  for (int i = 0; i < MLC_KFP; i++)
+    a.fp[i] = fp[i];
+  a.g0 = 0;
+  a.g1 = grid;
+  /* the alternative for long steps (the prefill GEMM), after its preparation */
+  bool alt = mod->alt_rows[k] > 0 && ip[MLC_KDYN] >= mod->alt_rows[k];
+  const cuda_fn *f = alt ? &mod->alt[k] : &mod->k[k];
+  if (f->scratch[0] > 0) { /* two scratch arguments after the op's */
+    if (nbuf + 2 > KIR_MAX_BUFS)
+      return mlc_err(MLC_ERR_INTERNAL, "cuda: kernel %s: no room for its scratch arguments", f->name);
+    size_t rows = (size_t)(ip[MLC_KDYN] > 0 ? ip[MLC_KDYN] : 1);
+    size_t b0 = (rows * (size_t)f->scratch[0] + 255) / 256 * 256;
+    CUdeviceptr p = 0;
+    MLC_TRY(scratch_at_least(c, b0 + rows * (size_t)f->scratch[1], &p));
+    a.b[nbuf] = p;
+    a.b[nbuf + 1] = p + b0;
+  }
+  if (alt && mod->pre[k].fn)
+    MLC_TRY(issue(c, &mod->pre[k], a, ip, grid));
+  return issue(c, f, a, ip, grid);
 }
 
 /* Captures recs[0..n) into a graph on our stream and keeps it; NULL when capture fails. */
