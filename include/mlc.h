@@ -78,6 +78,17 @@ void mlc_model_kv_pages(const mlc_model *m, int *used, int *total);
 /* The context window in tokens. */
 int mlc_model_context(const mlc_model *m);
 
+/* Token selection on the device for one row of logits (docs/engine.md "Sampling on the device"):
+ * greedy, or one draw from the softmax at `temperature` filtered by min_p, top_k and top_p as the
+ * host sampler filters it; `uniform` is the draw, so a run is reproducible from its seed. */
+typedef struct mlc_sample_params {
+  float temperature; /* <= 0: greedy (the first index of the largest logit) */
+  float top_p;       /* in (0, 1): the shortest most-likely prefix holding top_p of the mass; else off */
+  int top_k;         /* >= 1: the k most likely; 0: off */
+  float min_p;       /* in (0, 1]: tokens at least min_p times as likely as the top one; else off */
+  float uniform;     /* in [0, 1): from the request's seeded generator */
+} mlc_sample_params;
+
 /* One sequence's part of a batched step. */
 typedef struct mlc_batch_item {
   mlc_seq *seq;
@@ -85,6 +96,10 @@ typedef struct mlc_batch_item {
   int n;
   int n_logits;       /* logits wanted for the last n_logits of them (0..n) */
   float *logits;      /* [n_logits, vocab] */
+  /* with n_logits == 1: the token drawn on the device from that row goes to *token; logits may
+   * then be NULL, and a step whose items all leave it NULL reads back only token ids */
+  const mlc_sample_params *sample;
+  int32_t *token;
 } mlc_batch_item;
 
 /*
@@ -99,6 +114,9 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
  * `n_logits` positions, row-major [n_logits, vocab] floats (n_logits in 1..n).
  */
 mlc_status mlc_seq_forward(mlc_seq *s, const int32_t *ids, int n, float *logits, int n_logits);
+/* Feeds n token ids and draws the next token from the last position's logits on the device
+ * (mlc_sample_params); only the id is read back. */
+mlc_status mlc_seq_forward_sample(mlc_seq *s, const int32_t *ids, int n, const mlc_sample_params *sp, int32_t *token);
 
 
 /* ---- engine: continuous batching over one model (docs/engine.md) ------------------------ */
@@ -189,6 +207,7 @@ typedef struct mlc_engine_stats {
   uint64_t cache_lookups, cache_hits, cache_hit_tokens;
   uint64_t preemptions, steps;
   double tokens_per_s;          /* generated tokens/s over the last few seconds */
+  uint64_t device_sampled;      /* generated tokens picked on the device (only their ids read back) */
 } mlc_engine_stats;
 void mlc_engine_stats_get(mlc_engine *e, mlc_engine_stats *out);
 

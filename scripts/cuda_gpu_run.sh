@@ -1,6 +1,6 @@
 #!/bin/bash
 # cuda_gpu_run.sh BIN [bench]: the CUDA checks on a GPU machine from prebuilt binaries in BIN
-# (mlc, test_cuda_kernels, test_models, mlc-random-model, and the shared libraries they need), run
+# (mlc, test_cuda_kernels, test_models, test_sample, mlc-random-model, and the shared libraries they need), run
 # from the repository root. Used with the lent H100 (the binaries are built on the CPU machine and
 # carried; see docs/backends.md); on a machine with a build tree, `make test-gpu` does the same.
 #   1. every kernel case against the double-precision CPU reference through the device API
@@ -36,6 +36,10 @@ t1=$(date +%s)
 MLC_TEST_DEVICE=cuda timeout "${MODELS_TIMEOUT:-3600}" "$BIN/test_models" . >"$OUT/models.log" 2>&1 || rc=1
 head -1 "$OUT/models.log"; tail -1 "$OUT/models.log"; grep FAIL "$OUT/models.log" | head -20
 t2=$(date +%s)
+if [ -x "$BIN/test_sample" ]; then   # the device sampler's distribution against the host's (docs/engine.md)
+  MLC_TEST_DEVICES=cuda "$BIN/test_sample" . >"$OUT/sample.log" 2>&1 || rc=1
+  tail -1 "$OUT/sample.log"; grep FAIL "$OUT/sample.log" | head -20
+fi
 echo "kernels $((t1 - t0)) s, models $((t2 - t1)) s, rc=$rc"
 "$BIN/mlc" logits tests/fixtures/models/llama --ids 1,2,3 --device cuda --verbose 2>&1 | grep -i "cuda\|error" | cut -c1-200 | head -3
 fi

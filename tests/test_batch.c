@@ -49,7 +49,9 @@ static void run(const char *dir, const char *quant) {
   mlc_seq *sa, *sb, *sc;
   check(mlc_seq_new(m, &sa) == MLC_OK && mlc_seq_new(m, &sb) == MLC_OK && mlc_seq_new(m, &sc) == MLC_OK, "new");
   check(mlc_seq_forward(sa, a, 19, NULL, 0) == MLC_OK, "prefill a");
-  mlc_batch_item items[3] = {{sa, a + 19, 1, 1, ga}, {sb, b, 17, 1, gb}, {sc, c, 9, 1, gc}};
+  mlc_batch_item items[3] = {{.seq = sa, .ids = a + 19, .n = 1, .n_logits = 1, .logits = ga},
+                            {.seq = sb, .ids = b, .n = 17, .n_logits = 1, .logits = gb},
+                            {.seq = sc, .ids = c, .n = 9, .n_logits = 1, .logits = gc}};
   check(mlc_batch_forward(m, items, 3) == MLC_OK, "batch step");
   check(memcmp(ga, ra, sizeof(float) * V) == 0, "batched decode equals alone");
   check(memcmp(gb, rb, sizeof(float) * V) == 0, "batched prefill equals alone");
@@ -57,7 +59,7 @@ static void run(const char *dir, const char *quant) {
   /* a step larger than the step size is refused without side effects */
   int32_t big[40];
   memset(big, 0, sizeof big);
-  mlc_batch_item over[2] = {{sb, big, 20, 0, NULL}, {sc, big, 20, 0, NULL}};
+  mlc_batch_item over[2] = {{.seq = sb, .ids = big, .n = 20}, {.seq = sc, .ids = big, .n = 20}};
   check(mlc_batch_forward(m, over, 2) == MLC_ERR_LIMIT && mlc_seq_len(sb) == 17, "oversized step refused");
   /* fork a at 18 tokens (inside a shared, partly filled page), then both continue differently */
   mlc_seq *fa;

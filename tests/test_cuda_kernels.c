@@ -133,6 +133,11 @@ int main(int argc, char **argv) {
   case_attention(3, 8, 2, 64, 0, 0, 1.0);
   case_attention(5, 32, 8, 128, 0, 0, 1.0);
   case_attention(3, 4, 2, 128, 7, 2.0f, 3.0);
+  /* sample (one block of 1024 per row): a batch of 32 rows of Qwen's 151936 tokens, ties at every cut
+   * of Llama 2's 32000, a row shorter than a warp (lanes 32: warp shuffles only) */
+  case_sample(32, 151936, 151936, false);
+  case_sample(16, 32000, 32000, true);
+  case_sample(16, 20, 24, false);
   mlc_buf csrc = {0};
   const char **names = calloc(2 * MAXCASES, sizeof *names);
   char **srcs = calloc(2 * MAXCASES, sizeof *srcs);

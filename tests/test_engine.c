@@ -384,6 +384,79 @@ static void test_params(const char *dir) {
   mlc_engine_free(e);
 }
 
+/* ---- sampling on the device (MLC_OP_SAMPLE; forced on the CPU by MLC_DEVICE_SAMPLING=1) ---- */
+static mlc_engine *engine_sampling(const char *dir, const char *on) {
+  setenv("MLC_DEVICE_SAMPLING", on, 1); /* read when the engine loads its model */
+  mlc_engine_options o = {.model = {.threads = 2, .prefill_chunk = 64}, .max_batch = 4, .max_total_tokens = 4096};
+  mlc_engine *e = NULL;
+  if (mlc_engine_new(dir, &o, &e) != MLC_OK)
+    e = NULL;
+  unsetenv("MLC_DEVICE_SAMPLING");
+  check(e != NULL, "engine_new for device sampling");
+  return e;
+}
+static void test_device_sampling(const char *dir) {
+  mlc_engine *ed = engine_sampling(dir, "1"), *eh = engine_sampling(dir, "0");
+  if (!ed || !eh) {
+    mlc_engine_free(ed);
+    mlc_engine_free(eh);
+    return;
+  }
+  int V = mlc_engine_vocab_size(ed);
+  enum { NR = 3 };
+  int32_t p[NR][40];
+  for (int r = 0; r < NR; r++)
+    make_prompt(p[r], 25 + 5 * r, 50 + r, V);
+  /* greedy: batched requests on the device equal the host's argmax, token for token */
+  mlc_gen_params gp = {.max_tokens = 12, .ignore_eos = 1};
+  coll *d[NR], *h[NR];
+  for (int r = 0; r < NR; r++) {
+    d[r] = coll_new();
+    check(mlc_engine_submit(ed, p[r], 25 + 5 * r, &gp, on_event, d[r], NULL) == MLC_OK, "device sampling: submit");
+  }
+  bool same = true;
+  for (int r = 0; r < NR; r++) {
+    coll_wait(d[r]);
+    h[r] = run1(eh, p[r], 25 + 5 * r, &gp);
+    same &= same_tokens(d[r], 0, h[r], 0) && d[r]->ntok[0] == 12;
+  }
+  check(same, "device sampling: greedy requests equal the host sampler's");
+  mlc_engine_stats sd, sh;
+  wait_idle(ed, &sd);
+  wait_idle(eh, &sh);
+  check(sd.device_sampled == sd.generated_tokens && sd.generated_tokens == NR * 12 && sh.device_sampled == 0,
+        "device sampling: every token of the device engine picked there, none of the host engine's");
+  for (int r = 0; r < NR; r++) {
+    coll_free(d[r]);
+    coll_free(h[r]);
+  }
+  /* seeded sampling on the device: reproducible, seeds differ, choices of n = 2 differ */
+  mlc_gen_params gs = {.max_tokens = 20, .temperature = 1.0f, .top_p = 0.9f, .top_k = 40, .min_p = 0.02f, .has_seed = 1,
+                       .seed = 11, .ignore_eos = 1, .n = 2};
+  coll *a = run1(ed, p[0], 25, &gs), *b = run1(ed, p[0], 25, &gs);
+  gs.seed = 12;
+  coll *c = run1(ed, p[0], 25, &gs);
+  check(same_tokens(a, 0, b, 0) && same_tokens(a, 1, b, 1), "device sampling: seeded sampling is reproducible");
+  check(!same_tokens(a, 0, c, 0) && !same_tokens(a, 0, a, 1), "device sampling: other seeds and choices differ");
+  coll_free(a);
+  coll_free(b);
+  coll_free(c);
+  /* what needs the logits on the host takes the host path: logprobs, penalties */
+  wait_idle(ed, &sd);
+  uint64_t before = sd.device_sampled;
+  mlc_gen_params gl = {.max_tokens = 4, .logprobs = 1, .top_logprobs = 2, .ignore_eos = 1};
+  a = run1(ed, p[1], 30, &gl);
+  mlc_gen_params gr = {.max_tokens = 4, .repetition_penalty = 1.3f, .ignore_eos = 1};
+  b = run1(ed, p[1], 30, &gr);
+  wait_idle(ed, &sd);
+  check(a->ntok[0] == 4 && b->ntok[0] == 4 && a->lp[0][0] <= 0 && sd.device_sampled == before,
+        "device sampling: logprobs and penalties keep the host path");
+  coll_free(a);
+  coll_free(b);
+  mlc_engine_free(ed);
+  mlc_engine_free(eh);
+}
+
 int main(int argc, char **argv) {
   const char *root = argc > 1 ? argv[1] : ".";
   char dir[4096];
@@ -396,6 +469,9 @@ int main(int argc, char **argv) {
   double t1 = mlc_now();
   test_params(dir);
   printf("params: %.1f s\n", mlc_now() - t1);
+  t1 = mlc_now();
+  test_device_sampling(dir);
+  printf("device sampling: %.1f s\n", mlc_now() - t1);
   printf("test_engine: %d passed, %d failed (%.1f s)\n", passed, failed, mlc_now() - t0);
   return failed ? 1 : 0;
 }

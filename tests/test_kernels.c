@@ -927,6 +927,103 @@ static void case_gated_q(mlc_dtype dt, int actk, int R, int64_t F, int64_t K, in
     }
 }
 
+/* ---- sample (lower.c rule_sample): per row greedy or one draw from the filtered softmax. The
+ * reference keeps the prefix of the order (logit descending, index ascending) that min_p, top_k
+ * and top_p allow, in double; the filters' parameters sit between two cumulative masses (top_p)
+ * or two probabilities (min_p), and u in the middle of the chosen token's interval of the kept
+ * tokens' running mass in index order, so f32 sums cannot change the expected token. ---- */
+static const float *samp_row;
+static int samp_cmp(const void *a, const void *b) {
+  int i = *(const int *)a, j = *(const int *)b;
+  if (samp_row[i] != samp_row[j])
+    return samp_row[i] > samp_row[j] ? -1 : 1;
+  return i - j;
+}
+static void case_sample(int rows, int V, int64_t xs, bool ties) {
+  tcase *c = new_case(MLC_OP_SAMPLE, "sample rows=%d V=%d xs=%lld%s", rows, V, (long long)xs, ties ? " ties" : "");
+  SIZES(c, Z(V), Z(xs));
+  c->grid = rows;
+  int o = out_buf(c, MLC_I32, (size_t)rows, 0, 0);
+  float *x = in_f32(c, (size_t)rows * xs, 4.0);
+  float *prm = in_f32(c, (size_t)rows * MLC_SAMPLE_SLOTS, 0);
+  int *ord = talloc(sizeof(int) * (size_t)V);
+  double *p = talloc(sizeof(double) * (size_t)V), *cum = talloc(sizeof(double) * (size_t)V);
+  for (int r = 0; r < rows; r++) {
+    float *xr = x + (size_t)r * xs, *pr = prm + (size_t)r * MLC_SAMPLE_SLOTS;
+    int kind = r % 8;
+    for (int i = 0; ties && i < V; i++)
+      xr[i] = (float)(irand(9) - 4) * 0.5f; /* nine levels: ties at every cut */
+    if (kind == 6) /* masked tokens (grammar-like): never drawn */
+      for (int i = 0; i < V; i++)
+        if (irand(3) == 0)
+          xr[i] = -INFINITY;
+    bool all_masked = r == rows - 1 && V == 50; /* every logit -inf: the first index (mlc_argmax) */
+    for (int i = 0; all_masked && i < V; i++)
+      xr[i] = -INFINITY;
+    float T = kind == 0 ? 0.0f : kind == 5 ? 1.3f : kind == 7 ? 0.5f : 0.8f;
+    pr[MLC_SAMPLE_TEMP] = all_masked ? 1.0f : T;
+    int best = 0;
+    for (int i = 1; i < V; i++)
+      if (xr[i] > xr[best])
+        best = i;
+    if (T <= 0 || all_masked) {
+      expect(c, o, (size_t)r, best);
+      continue;
+    }
+    double mx = xr[best];
+    int nl = 0;
+    for (int i = 0; i < V; i++) {
+      p[i] = xr[i] == -INFINITY ? 0 : exp(((double)xr[i] - mx) / (double)T);
+      if (p[i] > 0)
+        ord[nl++] = i;
+    }
+    samp_row = xr;
+    qsort(ord, (size_t)nl, sizeof(int), samp_cmp);
+    for (int j = 0; j < nl; j++)
+      cum[j] = (j ? cum[j - 1] : 0) + p[ord[j]];
+    double S = cum[nl - 1];
+    int n = nl;
+    if (kind == 2 || kind == 5 || kind == 6) { /* top_k */
+      int K = 1 + irand(nl < 40 ? nl : 40);
+      pr[MLC_SAMPLE_TOP_K] = (float)K;
+      n = K < n ? K : n;
+    }
+    if (kind == 7)
+      pr[MLC_SAMPLE_TOP_K] = (float)(V + 5); /* more than the vocabulary: off */
+    if (kind == 3 || kind == 5 || kind == 7) { /* top_p: between the masses of t and t + 1 tokens */
+      int t = irand(nl < 60 ? nl : 60);
+      while (t > 0 && p[ord[t]] / S < 1e-3)
+        t--;
+      double P = (cum[t] - p[ord[t]] / 2) / S;
+      pr[MLC_SAMPLE_TOP_P] = (float)P;
+      if (P < 1)
+        n = t + 1 < n ? t + 1 : n;
+    }
+    if (kind == 4 || kind == 5) { /* min_p: between two distinct probabilities */
+      int t = 1 + irand(nl - 1 < 30 ? nl - 1 : 30);
+      while (t < nl && p[ord[t]] > p[ord[t - 1]] / 1.001)
+        t++;
+      if (t < nl) {
+        pr[MLC_SAMPLE_MIN_P] = (float)sqrt(p[ord[t]] * p[ord[t - 1]]);
+        n = t < n ? t : n;
+      }
+    }
+    /* the kept tokens in index order; u inside the interval of one with a fair share of the mass */
+    double W = 0;
+    for (int j = 0; j < n; j++)
+      W += p[ord[j]];
+    int pick = ord[irand(n)];
+    if (p[pick] / W < 1e-3)
+      pick = ord[0];
+    double below = 0;
+    for (int j = 0; j < n; j++)
+      if (ord[j] < pick)
+        below += p[ord[j]];
+    pr[MLC_SAMPLE_U] = (float)((below + p[pick] / 2) / W);
+    expect(c, o, (size_t)r, pick);
+  }
+}
+
 static void build_cases(void) {
   const mlc_dtype DT[3] = {MLC_F32, MLC_F16, MLC_BF16};
   /* embed */
@@ -1044,6 +1141,12 @@ static void build_cases(void) {
     int64_t K = 9 + 2 * v;
     case_gated(DT[dt], a, !ex && v % 2, ex ? 4 : 0, ex ? 1 + v % 2 : 0, v % 2 ? 1 : 5, 2 + v % 4, K, K + v % 2);
   }
+  /* sample: fewer tokens than GPU lanes, a strided row with partial lane chunks, ties at every
+   * cut (the index cut-off), a 128k vocabulary */
+  case_sample(16, 50, 50, false);
+  case_sample(16, 3001, 3004, false);
+  case_sample(16, 3001, 3001, true);
+  case_sample(8, 128256, 128256, false);
 }
 
 /* ================= running and checking ================= */

@@ -114,6 +114,28 @@ static void run_case(const char *label, const char *dir, const ref *r, double to
       char l2[160];
       snprintf(l2, sizeof l2, "%s greedy", label);
       check(ok && diff < 0, l2, msg);
+      /* the same continuation picked on the device (MLC_OP_SAMPLE, temperature 0), on a new
+       * sequence: token for token the host's argmax of the same logits */
+      mlc_sample_params gp = {0};
+      mlc_seq *s2 = NULL;
+      int32_t tok = -1, dgot[64];
+      bool dok = mlc_seq_new(m, &s2) == MLC_OK && mlc_seq_forward_sample(s2, r->ids, r->n, &gp, &tok) == MLC_OK;
+      for (int i = 0; i < r->ng && dok; i++) {
+        dgot[i] = tok;
+        if (i + 1 < r->ng)
+          dok = mlc_seq_forward_sample(s2, &dgot[i], 1, &gp, &tok) == MLC_OK;
+      }
+      int ddiff = -1;
+      for (int i = 0; i < r->ng && dok && ok; i++)
+        if (dgot[i] != got[i]) {
+          ddiff = i;
+          break;
+        }
+      snprintf(msg, sizeof msg, "device greedy differs from the host's at step %d (got %d, want %d)%s", ddiff,
+               ddiff >= 0 ? dgot[ddiff] : 0, ddiff >= 0 ? got[ddiff] : 0, dok ? "" : " (forward failed)");
+      snprintf(l2, sizeof l2, "%s device greedy", label);
+      check(dok && ddiff < 0, l2, msg);
+      mlc_seq_free(s2);
       free(last);
     }
   }

@@ -339,8 +339,16 @@ mlc_status mlc_cli_generate(mlc_cli_model *o, const int32_t *prompt, int n, cons
     goto done;
   if (o->tok && (st = mlc_tok_stream_new(o->tok, true, &ts)) != MLC_OK)
     goto done;
+  /* the next token picked on the device (MLC_OP_SAMPLE: only its id crosses to the host) where the
+   * model does that (mlc_model_device_sampling), else from the logits by the host sampler; both
+   * take one uniform per sampled token from the seeded generator */
+  bool dev = mlc_model_device_sampling(m);
+  mlc_sample_params dsp;
+  int32_t next = 0;
   double t0 = mlc_now();
-  if ((st = mlc_seq_forward(s, prompt, n, lg, 1)) != MLC_OK)
+  if (dev)
+    mlc_sample_device_params(&go->sampling, &smp.state, &dsp);
+  if ((st = dev ? mlc_seq_forward_sample(s, prompt, n, &dsp, &next) : mlc_seq_forward(s, prompt, n, lg, 1)) != MLC_OK)
     goto done;
   double t1 = mlc_now();
   out->prefill_tps = n / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9);
@@ -348,7 +356,7 @@ mlc_status mlc_cli_generate(mlc_cli_model *o, const int32_t *prompt, int n, cons
   int decoded = 0;
   double td = 0;
   for (int step = 0; step < go->max_tokens; step++) {
-    int32_t id = mlc_sampler_sample(&smp, lg);
+    int32_t id = dev ? next : mlc_sampler_sample(&smp, lg);
     out->ids[out->n++] = id;
     if (ts) {
       char *piece = NULL;
@@ -372,7 +380,9 @@ mlc_status mlc_cli_generate(mlc_cli_model *o, const int32_t *prompt, int n, cons
     if (mlc_seq_len(s) + 1 > m->max_seq_len)
       break;
     double a = mlc_now();
-    if ((st = mlc_seq_forward(s, &id, 1, lg, 1)) != MLC_OK)
+    if (dev)
+      mlc_sample_device_params(&go->sampling, &smp.state, &dsp);
+    if ((st = dev ? mlc_seq_forward_sample(s, &id, 1, &dsp, &next) : mlc_seq_forward(s, &id, 1, lg, 1)) != MLC_OK)
       goto done;
     td += mlc_now() - a;
     decoded++;

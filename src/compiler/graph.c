@@ -14,13 +14,14 @@ static const char *OP_NAMES[MLC_OP_COUNT] = {
     [MLC_OP_ATTENTION] = "attention",   [MLC_OP_MOE_ROUTE] = "moe_route",
     [MLC_OP_MOE_COMBINE] = "moe_combine", [MLC_OP_GATHER_ROWS] = "gather_rows",
     [MLC_OP_ALLREDUCE] = "allreduce",   [MLC_OP_ALLGATHER] = "allgather",
-    [MLC_OP_ATTN_COMBINE] = "attn_combine",
+    [MLC_OP_ATTN_COMBINE] = "attn_combine", [MLC_OP_SAMPLE] = "sample",
 };
 const char *mlc_op_name(mlc_opkind k) { return k < MLC_OP_COUNT ? OP_NAMES[k] : "?"; }
 
 void mlc_graph_init(mlc_graph *g) {
   memset(g, 0, sizeof *g);
   g->logits = -1;
+  g->tokens = -1;
 }
 void mlc_graph_free(mlc_graph *g) {
   free(g->t);

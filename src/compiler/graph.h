@@ -40,8 +40,14 @@ typedef enum mlc_input {
   MLC_IN_SEQ,     /* [n] i32 sequence slot of each token (row of the page table) */
   MLC_IN_PAGES,   /* [n_seq, max_pages] i32 page table */
   MLC_IN_ROWS,    /* [m] i32 the rows of this step whose logits are wanted */
+  MLC_IN_SAMPLE,  /* [m, MLC_SAMPLE_SLOTS] f32 per logits row, what MLC_OP_SAMPLE draws with (below) */
   MLC_IN_COUNT
 } mlc_input;
+
+/* The slots of a row of MLC_IN_SAMPLE: temperature (<= 0: greedy), top_p (off unless in (0, 1)),
+ * top_k (off unless in [1, live tokens)), min_p (off unless in (0, 1]) and the uniform draw in
+ * [0, 1) the host took from the request's seeded generator (docs/engine.md "Sampling on the device"). */
+enum { MLC_SAMPLE_TEMP = 0, MLC_SAMPLE_TOP_P, MLC_SAMPLE_TOP_K, MLC_SAMPLE_MIN_P, MLC_SAMPLE_U, MLC_SAMPLE_SLOTS = 8 };
 
 typedef struct mlc_tensor {
   char name[96];
@@ -93,6 +99,9 @@ typedef enum mlc_opkind {
   MLC_OP_ALLREDUCE,    /* tensor parallel: in x [R,C] (this rank's partial sum); out [R,C] = sum over ranks */
   MLC_OP_ALLGATHER,    /* tensor parallel: in x [R,C/N] (this rank's columns); out [R,C], rank r's at r*C/N */
   MLC_OP_ATTN_COMBINE, /* in: split attention partials [n, Hq*S*(D+2)]; out [n,Hq*D]; ia0 Hq, ia1 D, ia2 S */
+  MLC_OP_SAMPLE,       /* in: logits [m,V], params [m, MLC_SAMPLE_SLOTS] (MLC_IN_SAMPLE); out tokens [m,1] i32: per
+                          row greedy or a draw from the filtered softmax (lower.c rule_sample); added after the
+                          logits by the runtime (model.c), launched only in steps that sample on the device */
   MLC_OP_COUNT
 } mlc_opkind;
 
@@ -115,6 +124,7 @@ typedef struct mlc_graph {
   mlc_op *ops;
   int nops, capops;
   int logits; /* the output tensor */
+  int tokens; /* MLC_OP_SAMPLE's output (-1: none) */
   mlc_status status; /* first error while building (missing weight ...) */
   int64_t max_n;     /* upper bound of n used by the planner */
   size_t arena_size; /* after planning */

@@ -277,7 +277,7 @@ int mlc_pass_dce(mlc_graph *g) {
     changed = false;
     for (int i = g->nops - 1; i >= 0; i--) {
       mlc_op *o = &g->ops[i];
-      if (o->dead || o->kind == MLC_OP_KV_APPEND || o->kind == MLC_OP_ROPE_KV)
+      if (o->dead || o->kind == MLC_OP_KV_APPEND || o->kind == MLC_OP_ROPE_KV || o->kind == MLC_OP_SAMPLE)
         continue;
       bool used = false;
       for (int k = 0; k < o->nout; k++)

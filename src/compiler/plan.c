@@ -48,6 +48,8 @@ mlc_status mlc_plan_memory(mlc_graph *g, int64_t max_n) {
   }
   if (g->logits >= 0)
     g->t[mlc_g_root(g, g->logits)].last_use = g->nops;
+  if (g->tokens >= 0) /* read back after the step, like the logits */
+    g->t[mlc_g_root(g, g->tokens)].last_use = g->nops;
 
   int *order = malloc(sizeof(int) * (size_t)(g->nt ? g->nt : 1));
   if (!order)

@@ -135,6 +135,9 @@ struct mlc_engine {
   int seqs_running;
   float *logits, *work, *prob;
   int32_t *idx;
+  bool device_sampling;     /* the model picks tokens on the device (mlc_model_device_sampling) */
+  mlc_sample_params *dsp;   /* [max_batch + 1] per step item: the device draw's parameters */
+  int32_t *dtok;            /* [max_batch + 1] per step item: the token the device drew */
   int *cnt;
   pc_node root;
   pc_entry **cache;
@@ -533,6 +536,24 @@ static bool is_stop_token(const mlc_engine *e, const request *r, int32_t t) {
   return false;
 }
 
+static mlc_sampling sampling_of(const mlc_gen_params *p) {
+  return (mlc_sampling){.temperature = p->temperature, .top_p = p->top_p, .top_k = p->top_k, .min_p = p->min_p};
+}
+
+/* Whether c's next token can be picked on the device (MLC_OP_SAMPLE; docs/engine.md): nothing of
+ * the request needs the logits on the host (logprobs, structured output, penalties, logit bias),
+ * and the step does not also draw the first tokens of c's sibling choices from the same row. */
+static bool device_sample_ok(const mlc_engine *e, const choice *c) {
+  const request *r = c->req;
+  const mlc_gen_params *p = &r->p;
+  return e->device_sampling && !p->logprobs && !p->top_logprobs && !c->gs && !p->n_bias &&
+         !(p->repetition_penalty > 0 && p->repetition_penalty != 1) && p->presence_penalty == 0 &&
+         p->frequency_penalty == 0 && !(c->index == 0 && !r->prompt_done && r->n > 1);
+}
+
+static void take_token(mlc_engine *e, choice *c, int32_t tok, float lp, int ntop, const int32_t *top_ids,
+                       const float *top_lps);
+
 /* Samples the next token of c from one row of logits, appends it and calls back. */
 static void sample_choice(mlc_engine *e, choice *c, const float *row) {
   request *r = c->req;
@@ -586,7 +607,7 @@ static void sample_choice(mlc_engine *e, choice *c, const float *row) {
       if (!e->gmask[i])
         w[i] = -INFINITY;
   }
-  mlc_sampling sp = {.temperature = p->temperature, .top_p = p->top_p, .top_k = p->top_k, .min_p = p->min_p};
+  mlc_sampling sp = sampling_of(p);
   int32_t tok = mlc_sample_logits(&sp, &c->rng, w, V, e->prob, e->idx);
   if (c->gs && !e->gmask[tok]) /* only a rounding fallback of the draw can land here */
     tok = mlc_argmax(w, V);
@@ -618,6 +639,15 @@ static void sample_choice(mlc_engine *e, choice *c, const float *row) {
     for (int i = 0; i < ntop; i++)
       top_lps[i] = w[top_ids[i]] - lse;
   }
+  take_token(e, c, tok, lp, ntop, top_ids, top_lps);
+}
+
+/* Appends the sampled token tok to c (from the host sampler or the device), feeds the grammar and
+ * the detokenizer, and calls back. */
+static void take_token(mlc_engine *e, choice *c, int32_t tok, float lp, int ntop, const int32_t *top_ids,
+                       const float *top_lps) {
+  request *r = c->req;
+  const mlc_gen_params *p = &r->p;
   if (c->ntoks == c->cap) {
     int nc = c->cap * 2;
     int32_t *nt = realloc(c->toks, sizeof(int32_t) * (size_t)nc);
@@ -961,9 +991,15 @@ static bool engine_step(mlc_engine *e) {
   int prefill_toks = 0;
   for (int i = 0; i < ni; i++) {
     choice *c = items[i].c;
+    bool dev = items[i].logits && device_sample_ok(e, c);
+    if (dev) { /* the draw's uniform from c's generator now; the token comes back with the step */
+      mlc_sampling sp = sampling_of(&c->req->p);
+      mlc_sample_device_params(&sp, &c->rng, &e->dsp[i]);
+    }
     bi[i] = (mlc_batch_item){.seq = c->seq, .ids = c->toks + c->seq->len, .n = items[i].n,
                              .n_logits = items[i].logits ? 1 : 0,
-                             .logits = items[i].logits ? e->logits + (size_t)nl * e->V : NULL};
+                             .logits = items[i].logits && !dev ? e->logits + (size_t)nl * e->V : NULL,
+                             .sample = dev ? &e->dsp[i] : NULL, .token = dev ? &e->dtok[i] : NULL};
     nl += items[i].logits;
     if (i >= decodes)
       prefill_toks += items[i].n;
@@ -1008,7 +1044,13 @@ static bool engine_step(mlc_engine *e) {
         sample_choice(e, s, row);
       }
     }
-    sample_choice(e, c, row);
+    if (bi[i].sample) {
+      pthread_mutex_lock(&e->mu);
+      e->st.device_sampled++;
+      pthread_mutex_unlock(&e->mu);
+      take_token(e, c, e->dtok[i], 0, 0, NULL, NULL);
+    } else
+      sample_choice(e, c, row);
   }
   reap(e);
   free(items);
@@ -1135,9 +1177,12 @@ mlc_status mlc_engine_new(const char *model_dir, const mlc_engine_options *opt, 
   e->idx = malloc(sizeof(int32_t) * V);
   e->cnt = calloc(V, sizeof(int));
   e->gmask = malloc(V);
+  e->dsp = calloc((size_t)e->max_batch + 1, sizeof *e->dsp);
+  e->dtok = calloc((size_t)e->max_batch + 1, sizeof *e->dtok);
+  e->device_sampling = mlc_model_device_sampling(e->m);
   e->run = calloc((size_t)e->max_batch + 1, sizeof *e->run);
   e->cache = calloc((size_t)e->cache_slots + 1, sizeof *e->cache);
-  if (!e->logits || !e->work || !e->prob || !e->idx || !e->cnt || !e->gmask || !e->run || !e->cache) {
+  if (!e->logits || !e->work || !e->prob || !e->idx || !e->cnt || !e->gmask || !e->dsp || !e->dtok || !e->run || !e->cache) {
     mlc_engine_free(e);
     return mlc_err(MLC_ERR_NOMEM, "out of memory for the engine");
   }
@@ -1176,6 +1221,8 @@ void mlc_engine_free(mlc_engine *e) {
   free(e->idx);
   free(e->cnt);
   free(e->gmask);
+  free(e->dsp);
+  free(e->dtok);
   mlc_grammar_vocab_free(e->gvocab);
   mlc_tok_free(e->tok);
   mlc_model_free(e->m);

@@ -52,10 +52,7 @@ static int cmp_prob_desc(const void *a, const void *b, void *ctx) {
   return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-int32_t mlc_sample_logits(const mlc_sampling *p, uint64_t *state, const float *logits, int V, float *prob,
-                          int32_t *idx) {
-  if (p->temperature <= 0)
-    return mlc_argmax(logits, V);
+int mlc_sample_filter(const mlc_sampling *p, const float *logits, int V, float *prob, int32_t *idx) {
   float mx = logits[mlc_argmax(logits, V)];
   double sum = 0;
   for (int i = 0; i < V; i++) {
@@ -117,6 +114,14 @@ int32_t mlc_sample_logits(const mlc_sampling *p, uint64_t *state, const float *l
       }
     }
   }
+  return n;
+}
+
+int32_t mlc_sample_logits(const mlc_sampling *p, uint64_t *state, const float *logits, int V, float *prob,
+                          int32_t *idx) {
+  if (p->temperature <= 0)
+    return mlc_argmax(logits, V);
+  int n = mlc_sample_filter(p, logits, V, prob, idx);
   double total = 0;
   for (int i = 0; i < n; i++)
     total += prob[idx[i]];
@@ -127,6 +132,16 @@ int32_t mlc_sample_logits(const mlc_sampling *p, uint64_t *state, const float *l
       return idx[i];
   }
   return idx[n - 1];
+}
+
+double mlc_sample_uniform(uint64_t *state) { return next_unit(state); }
+
+void mlc_sample_device_params(const mlc_sampling *p, uint64_t *state, mlc_sample_params *out) {
+  *out = (mlc_sample_params){.temperature = p->temperature, .top_p = p->top_p, .top_k = p->top_k, .min_p = p->min_p};
+  if (p->temperature <= 0) /* greedy draws nothing, as on the host */
+    return;
+  float u = (float)next_unit(state);
+  out->uniform = u < 1.0f ? u : 0x1.fffffep-1f; /* [0, 1) after rounding to f32 */
 }
 
 int32_t mlc_sampler_sample(mlc_sampler *s, const float *logits) {

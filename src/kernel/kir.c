@@ -316,7 +316,7 @@ kir_node *kir_lane(kir_kernel *k) {
   return intern(k, &t);
 }
 kir_node *kir_lane_red(kir_kernel *k, kir_op op, kir_node *a, int64_t mode) {
-  MLC_ASSERT((op == KIR_LANE_SUM || op == KIR_LANE_XRED) && a->type == KIR_F32);
+  MLC_ASSERT((op == KIR_LANE_SUM || op == KIR_LANE_XRED || op == KIR_LANE_MAX) && a->type == KIR_F32);
   kir_node t = {.op = op, .type = KIR_F32, .i = mode, .src = {a}};
   return intern(k, &t);
 }

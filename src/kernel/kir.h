@@ -77,6 +77,8 @@ typedef enum kir_op {
   KIR_MMA_S8,  /* stmt, CUDA sm_80+: i32 local array a [i .. i + 4) = the warp's 16 x 8 tile A B of one
                 * mma.sync m16n8k32 with s8 inputs (a fresh sum, no accumulator): list[0..4) the A
                 * fragment's words, list[4..6) the B fragment's (PTX fragment layout; lower.c qgemm_i8) */
+  KIR_LANE_MAX, /* f32: the maximum of src0 over the lanes of this parallel index, on every lane (lower.c
+                 * rule_sample; one lane: src0) */
   KIR_OP_COUNT
 } kir_op;
 
@@ -194,7 +196,7 @@ kir_node *kir_store(kir_kernel *k, int buf, kir_node *idx, kir_node *val);
 kir_node *kir_if(kir_kernel *k, kir_node *c, kir_node *then_, kir_node *else_);
 /* lanes (k->lanes > 1): the lane index; local array `local` = buf[idx .. idx + its length) */
 kir_node *kir_lane(kir_kernel *k);
-/* KIR_LANE_SUM / KIR_LANE_XRED with their mode i (see the enum) */
+/* KIR_LANE_SUM / KIR_LANE_XRED with their mode i (see the enum); KIR_LANE_MAX (mode 0) */
 kir_node *kir_lane_red(kir_kernel *k, kir_op op, kir_node *a, int64_t mode);
 /* C, kernels with grid_step > 1: the indices [g, g + gcnt) this iteration covers */
 kir_node *kir_gcnt(kir_kernel *k);

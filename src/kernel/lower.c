@@ -1978,6 +1978,245 @@ static void rule_gather_rows(lctx *c) {
   kir_finish(k, lfor(c, j, C, kir_store(k, out, ADD(MUL(i, C), V(j)), LD(x, src))));
 }
 
+/*
+ * Token selection on the device (graph.h MLC_OP_SAMPLE; docs/engine.md "Sampling on the device").
+ * One parallel index per logits row; on GPUs the whole row is one block of `row_block` lanes
+ * (CUDA 1024, GLSL 256), lane l taking elements l, l + L, ... (coalesced), with block-wide
+ * reductions (KIR_LANE_SUM, KIR_LANE_MAX); C and OpenCL run the same statements with one lane.
+ * Every reduction's result is the same on every lane, so the control flow below is uniform.
+ *
+ * The rule, per row with x its logits, m = max x, p_i = exp((x_i - m) / T):
+ *  - greedy (T <= 0, or m not finite): the first index of the maximum (mlc_argmax's rule).
+ *  - else the order "x descending, index ascending" and its prefix of n tokens, n the smallest of
+ *    (min_p) the count of p_i >= min_p, (top_k) k, (top_p) the shortest prefix whose mass reaches
+ *    top_p * sum(p); tokens with p_i = 0 are never kept (the host never draws them either). The
+ *    prefix ends at value t* with ties at t* kept in index order. t* is found by a bisection over
+ *    the values (at most SAMPLE_ITERS passes; each narrows the bracket [lo, hi] of data values to
+ *    the data values on one side of its midpoint), the ties by one count pass.
+ *  - the draw: r = u * (mass of the kept tokens); the token is the first kept index, in index order,
+ *    whose running mass exceeds r (lanes own contiguous chunks: the chunk by a bisection over lane
+ *    prefix sums, then a scan of it). So each kept token is drawn with probability p_i / mass, the
+ *    host sampler's distribution; the host walks the tokens in sorted order, so the same u may
+ *    pick another token. Float rounding of the sums is the only difference from the exact rule.
+ */
+enum { SAMPLE_ITERS = 64 };
+typedef struct samp {
+  lctx *c;
+  int L;      /* lanes per row (a power of two) */
+  kir_node *V; /* tokens in the row */
+  kir_block *b;
+} samp;
+/* a local initialised to init, declared in the current block */
+static int samp_loc(samp *s, const char *name, kir_node *init) {
+  int v = kir_var(s->c->k, name, init->type);
+  kir_push(s->b, kir_local(s->c->k, v, init));
+  return v;
+}
+/* body for every element i of the row, lane l taking i = l, l + L, ... */
+static kir_node *samp_each(samp *s, int i, kir_node *body) {
+  lctx *c = s->c;
+  if (s->L <= 1)
+    return kir_for(c->k, i, I(c, 0), s->V, KIR_LOOP_SERIAL, body);
+  int t = kir_var(c->k, "st", KIR_I64);
+  kir_node *items[2] = {kir_local(c->k, i, ADD(MUL(V(t), I(c, s->L)), kir_lane(c->k))),
+                        kir_if(c->k, kir_bin(c->k, KIR_LT, V(i), s->V), body, NULL)};
+  return kir_for(c->k, t, I(c, 0), DIV(ADD(s->V, I(c, s->L - 1)), I(c, s->L)), KIR_LOOP_SERIAL, kir_seq(c->k, items, 2));
+}
+static kir_node *samp_sum(samp *s, kir_node *v) { return s->L > 1 ? kir_lane_red(s->c->k, KIR_LANE_SUM, v, 0) : v; }
+static kir_node *samp_max(samp *s, kir_node *v) { return s->L > 1 ? kir_lane_red(s->c->k, KIR_LANE_MAX, v, 0) : v; }
+static kir_node *samp_min(samp *s, kir_node *v) {
+  return s->L > 1 ? kir_un(s->c->k, KIR_NEG, samp_max(s, kir_un(s->c->k, KIR_NEG, v))) : v;
+}
+/* var += v */
+static kir_node *samp_acc(samp *s, int var, kir_node *v) {
+  lctx *c = s->c;
+  return kir_assign(c->k, var, ADD(V(var), v));
+}
+/*
+ * The first element e, in index order, where the running sum of the weights w (an expression of
+ * the variable iv, >= 0) exceeds r = rmul * (sum of all weights) + radd. Lane l owns the chunk
+ * [l * CS, (l + 1) * CS), CS = ceil(V / L): its chunk sum, then the chunk by a bisection over the
+ * lanes (the sums over lanes < mid: the same tree of additions with zeros, so monotone in mid),
+ * then every lane scans that chunk in order. Returns a variable holding e; where rounding leaves
+ * the scan short of r, the chunk's last element of positive weight, else dflt.
+ */
+static int samp_find(samp *s, int iv, kir_node *w, kir_node *rmul, kir_node *radd, kir_node *dflt) {
+  lctx *c = s->c;
+  kir_kernel *k = c->k;
+  kir_node *CS = DIV(ADD(s->V, I(c, s->L - 1)), I(c, s->L)), *lane = s->L > 1 ? kir_lane(k) : I(c, 0);
+  int wl = samp_loc(s, "wl", F(c, 0));
+  kir_node *c0 = MUL(lane, CS);
+  kir_push(s->b, kir_for(k, iv, c0, kir_bin(k, KIR_MIN, ADD(c0, CS), s->V), KIR_LOOP_SERIAL, samp_acc(s, wl, w)));
+  int W = samp_loc(s, "wtot", samp_sum(s, V(wl)));
+  int r = samp_loc(s, "r", ADD(MUL(rmul, V(W)), radd));
+  int cl = samp_loc(s, "cl", I(c, 0)), base = samp_loc(s, "base", F(c, 0));
+  for (int step = s->L / 2; step >= 1; step /= 2) {
+    int ps = samp_loc(s, "ps", samp_sum(s, kir_sel(k, kir_bin(k, KIR_LT, lane, ADD(V(cl), I(c, step))), V(wl), F(c, 0))));
+    kir_node *mv[2] = {kir_assign(k, cl, ADD(V(cl), I(c, step))), kir_assign(k, base, V(ps))};
+    kir_push(s->b, kir_if(k, kir_bin(k, KIR_LE, V(ps), V(r)), kir_seq(k, mv, 2), NULL));
+  }
+  int acc = samp_loc(s, "acc", V(base)), res = samp_loc(s, "res", I(c, -1)), last = samp_loc(s, "last", I(c, -1));
+  int wv = kir_var(k, "wv", KIR_F32);
+  kir_block sb = {0};
+  kir_push(&sb, kir_local(k, wv, w));
+  kir_push(&sb, samp_acc(s, acc, V(wv)));
+  kir_push(&sb, kir_if(k, kir_bin(k, KIR_AND, kir_bin(k, KIR_LT, V(res), I(c, 0)), kir_bin(k, KIR_LT, V(r), V(acc))),
+                       kir_assign(k, res, V(iv)), NULL));
+  kir_push(&sb, kir_if(k, kir_bin(k, KIR_LT, F(c, 0), V(wv)), kir_assign(k, last, V(iv)), NULL));
+  kir_node *s0 = MUL(V(cl), CS);
+  kir_push(s->b, kir_for(k, iv, s0, kir_bin(k, KIR_MIN, ADD(s0, CS), s->V), KIR_LOOP_SERIAL, kir_block_done(k, &sb)));
+  kir_node *lt0 = kir_bin(k, KIR_LE, I(c, 0), V(last));
+  return samp_loc(s, "found", kir_sel(k, kir_bin(k, KIR_LE, I(c, 0), V(res)), V(res), kir_sel(k, lt0, V(last), dflt)));
+}
+
+/* tok[g] = the token drawn from logits row g with the parameters prm[g, :].  grid: m */
+static void rule_sample(lctx *c) {
+  kir_kernel *k = c->k;
+  int out = kir_buf_arg(k, "tok", MLC_I32, true);     /* [m] */
+  int x = kir_buf_arg(k, "logits", MLC_F32, false);  /* [m, xs] */
+  int prm = kir_buf_arg(k, "prm", MLC_F32, false);   /* [m, MLC_SAMPLE_SLOTS] */
+  int L = c->tu->row_block > 32 ? c->tu->row_block : 1;
+  while (L > 32 && !c->d->generic && c->d->size[0] <= L / 2) /* a short row: fewer idle lanes */
+    L /= 2;
+  MLC_ASSERT(!(L & (L - 1)));
+  if (L > 1)
+    k->lanes = k->block = L;
+  kir_block top = {0}, sb = {0}, tb = {0};
+  samp S = {.c = c, .L = L, .V = SZ(c, 0), .b = &top}, *s = &S;
+  kir_node *g = kir_grid(k), *xb = MUL(g, SZ(c, 1)), *pb = MUL(g, I(c, MLC_SAMPLE_SLOTS));
+#define SLT(a, b) kir_bin(k, KIR_LT, a, b)
+#define SLE(a, b) kir_bin(k, KIR_LE, a, b)
+#define SAND(a, b) kir_bin(k, KIR_AND, a, b)
+#define SOR(a, b) kir_bin(k, KIR_OR, a, b)
+#define SIF(cnd, t) kir_if(k, cnd, t, NULL)
+#define SEQ2(a, b) kir_seq(k, (kir_node *[]){a, b}, 2)
+  int T = samp_loc(s, "temp", LD(prm, ADD(pb, I(c, MLC_SAMPLE_TEMP))));
+  /* pass 1: the maximum and its first index (each lane its elements in order, then the lanes) */
+  int mx = samp_loc(s, "mx", F(c, -INFINITY)), li = samp_loc(s, "li", s->V);
+  int i1 = kir_var(k, "i", KIR_I64);
+  kir_push(&top, samp_each(s, i1, SIF(SLT(V(mx), LD(x, ADD(xb, V(i1)))), SEQ2(kir_assign(k, mx, LD(x, ADD(xb, V(i1)))),
+                                                                            kir_assign(k, li, V(i1))))));
+  int m = samp_loc(s, "m", samp_max(s, V(mx)));
+  int fi = samp_loc(s, "fi", kir_un(k, KIR_TOF, kir_sel(k, kir_bin(k, KIR_EQ, V(mx), V(m)), V(li), s->V)));
+  int am = samp_loc(s, "am", kir_un(k, KIR_TOI, samp_min(s, V(fi))));
+  kir_push(&top, kir_assign(k, am, kir_sel(k, SLT(V(am), s->V), V(am), I(c, 0)))); /* all -inf: 0, as mlc_argmax */
+  kir_node *greedy = lane0(c, kir_store(k, out, g, V(am)));
+
+  /* sampling (T > 0, m finite) */
+  s->b = &sb;
+  int inv = samp_loc(s, "inv", DIV(F(c, 1.0), V(T)));
+#define PX(xv) kir_un(k, KIR_EXP, MUL(SUB(xv, V(m)), V(inv)))
+  int Kk = samp_loc(s, "topk", LD(prm, ADD(pb, I(c, MLC_SAMPLE_TOP_K))));
+  int P = samp_loc(s, "topp", LD(prm, ADD(pb, I(c, MLC_SAMPLE_TOP_P))));
+  int M = samp_loc(s, "minp", LD(prm, ADD(pb, I(c, MLC_SAMPLE_MIN_P))));
+  /* pass 2: the mass, the live tokens (p > 0) and their smallest value, the count of p >= min_p */
+  int sm = samp_loc(s, "sm", F(c, 0)), nlo = samp_loc(s, "nlo", F(c, -INFINITY)), nl = samp_loc(s, "nl", F(c, 0)),
+      cm = samp_loc(s, "cm", F(c, 0));
+  {
+    int i = kir_var(k, "i", KIR_I64), xv = kir_var(k, "xv", KIR_F32), pv = kir_var(k, "pv", KIR_F32);
+    kir_block eb = {0}, lb = {0};
+    kir_push(&eb, kir_local(k, xv, LD(x, ADD(xb, V(i)))));
+    kir_push(&eb, kir_local(k, pv, PX(V(xv))));
+    kir_push(&lb, samp_acc(s, sm, V(pv)));
+    kir_push(&lb, kir_assign(k, nlo, kir_bin(k, KIR_MAX, V(nlo), kir_un(k, KIR_NEG, V(xv)))));
+    kir_push(&lb, samp_acc(s, nl, F(c, 1.0)));
+    kir_push(&lb, samp_acc(s, cm, kir_sel(k, SLE(V(M), V(pv)), F(c, 1.0), F(c, 0))));
+    kir_push(&eb, SIF(SLT(F(c, 0), V(pv)), kir_block_done(k, &lb)));
+    kir_push(&sb, samp_each(s, i, kir_block_done(k, &eb)));
+  }
+  int SM = samp_loc(s, "msum", samp_sum(s, V(sm))), lo = samp_loc(s, "lo", kir_un(k, KIR_NEG, samp_max(s, V(nlo))));
+  int NL = samp_loc(s, "nlive", samp_sum(s, V(nl))), CM = samp_loc(s, "cmin", samp_sum(s, V(cm)));
+  /* the filters as counts and a mass (an inactive one: all live tokens, or a mass never reached) */
+  int nK = samp_loc(s, "nk", kir_sel(k, SAND(SLE(F(c, 1.0), V(Kk)), SLT(V(Kk), V(NL))), V(Kk), V(NL)));
+  int nM = samp_loc(s, "nm", kir_sel(k, SAND(SLT(F(c, 0), V(M)), SLE(V(M), F(c, 1.0))), V(CM), V(NL)));
+  int PS = samp_loc(s, "ps", kir_sel(k, SAND(SLT(F(c, 0), V(P)), SLT(V(P), F(c, 1.0))), MUL(V(P), V(SM)), F(c, INFINITY)));
+  kir_node *active = SOR(SOR(SLT(V(nK), V(NL)), SLT(V(nM), V(NL))), SLT(V(PS), F(c, INFINITY)));
+  int hi = samp_loc(s, "hi", kir_sel(k, active, V(m), V(lo)));
+  /* bisection: [lo, hi] data values, lo's prefix {x >= lo} reaching a filter (Q), t* in [lo, hi] */
+  {
+    int it = kir_var(k, "it", KIR_I64);
+    samp B = *s;
+    kir_block bb = {0};
+    B.b = &bb;
+    int mid = samp_loc(&B, "mid", ADD(MUL(V(lo), F(c, 0.5)), MUL(V(hi), F(c, 0.5))));
+    kir_push(&bb, kir_assign(k, mid, kir_sel(k, SLT(V(lo), V(mid)), V(mid), V(hi))));
+    int cn = samp_loc(&B, "cn", F(c, 0)), ms = samp_loc(&B, "ms", F(c, 0)), a = samp_loc(&B, "a", F(c, INFINITY)),
+        bv = samp_loc(&B, "b", F(c, -INFINITY));
+    int i = kir_var(k, "i", KIR_I64), xv = kir_var(k, "xv", KIR_F32);
+    kir_block eb = {0}, ge = {0};
+    kir_push(&eb, kir_local(k, xv, LD(x, ADD(xb, V(i)))));
+    kir_push(&ge, samp_acc(s, cn, F(c, 1.0)));
+    kir_push(&ge, samp_acc(s, ms, PX(V(xv))));
+    kir_push(&ge, SIF(SLE(V(xv), V(hi)), kir_assign(k, a, kir_bin(k, KIR_MIN, V(a), V(xv)))));
+    kir_push(&eb, kir_if(k, SLE(V(mid), V(xv)), kir_block_done(k, &ge),
+                         SIF(SLE(V(lo), V(xv)), kir_assign(k, bv, kir_bin(k, KIR_MAX, V(bv), V(xv))))));
+    kir_push(&bb, samp_each(&B, i, kir_block_done(k, &eb)));
+    int CN = samp_loc(&B, "cnt", samp_sum(&B, V(cn))), MS = samp_loc(&B, "mass", samp_sum(&B, V(ms)));
+    int A = samp_loc(&B, "amin", samp_min(&B, V(a))), BV = samp_loc(&B, "bmax", samp_max(&B, V(bv)));
+    kir_node *q = SOR(SOR(SLE(V(nK), V(CN)), SLE(V(PS), V(MS))), SLE(V(nM), V(CN)));
+    kir_push(&bb, kir_if(k, q, kir_assign(k, lo, V(A)), kir_assign(k, hi, V(BV))));
+    kir_push(&sb, kir_for(k, it, I(c, 0), I(c, SAMPLE_ITERS), KIR_LOOP_SERIAL, SIF(SLT(V(lo), V(hi)), kir_block_done(k, &bb))));
+  }
+  /* t* = lo; the tokens above it, at it, and the mass above it */
+  int cg = samp_loc(s, "cg", F(c, 0)), ce = samp_loc(s, "ce", F(c, 0)), mg = samp_loc(s, "mg", F(c, 0));
+  {
+    int i = kir_var(k, "i", KIR_I64), xv = kir_var(k, "xv", KIR_F32);
+    kir_block eb = {0}, gt = {0}, ge = {0};
+    kir_push(&eb, kir_local(k, xv, LD(x, ADD(xb, V(i)))));
+    kir_push(&gt, samp_acc(s, cg, F(c, 1.0)));
+    kir_push(&gt, samp_acc(s, mg, PX(V(xv))));
+    kir_push(&ge, samp_acc(s, ce, F(c, 1.0)));
+    kir_push(&ge, SIF(SLT(V(lo), V(xv)), kir_block_done(k, &gt)));
+    kir_push(&eb, SIF(SLE(V(lo), V(xv)), kir_block_done(k, &ge)));
+    kir_push(&sb, samp_each(s, i, kir_block_done(k, &eb)));
+  }
+  int CG = samp_loc(s, "cgt", samp_sum(s, V(cg))), CE = samp_loc(s, "cge", samp_sum(s, V(ce)));
+  int MG = samp_loc(s, "mgt", samp_sum(s, V(mg)));
+  /* ties at t* to keep: all, or the filters' remainder (top_p: ceil((PS - mass above) / p(t*))) */
+  int ties = samp_loc(s, "ties", SUB(V(CE), V(CG)));
+  int need = samp_loc(s, "need", V(ties));
+  kir_push(&sb, kir_assign(k, need, kir_bin(k, KIR_MIN, V(need), SUB(V(nK), V(CG)))));
+  kir_push(&sb, kir_assign(k, need, kir_bin(k, KIR_MIN, V(need), SUB(V(nM), V(CG)))));
+  int y = samp_loc(s, "y", kir_bin(k, KIR_MIN, kir_bin(k, KIR_MAX, DIV(SUB(V(PS), V(MG)), PX(V(lo))), F(c, 0)), V(ties)));
+  int yc = samp_loc(s, "yc", kir_un(k, KIR_TOF, kir_un(k, KIR_TOI, V(y))));
+  kir_push(&sb, kir_assign(k, need, kir_bin(k, KIR_MIN, V(need), kir_sel(k, SLT(V(yc), V(y)), ADD(V(yc), F(c, 1.0)), V(yc)))));
+  kir_push(&sb, kir_assign(k, need, kir_bin(k, KIR_MAX, V(need), F(c, 1.0))));
+  /* the last tie kept, in index order: the need-th (counts are exact in f32 below 2^24 tokens) */
+  int jcut = samp_loc(s, "jcut", s->V);
+  {
+    int i = kir_var(k, "i", KIR_I64);
+    samp Tt = *s;
+    Tt.b = &tb;
+    kir_node *w = kir_sel(k, kir_bin(k, KIR_EQ, LD(x, ADD(xb, V(i))), V(lo)), F(c, 1.0), F(c, 0));
+    int j = samp_find(&Tt, i, w, F(c, 0), SUB(V(need), F(c, 1.0)), s->V);
+    kir_push(&tb, kir_assign(k, jcut, V(j)));
+    kir_push(&sb, SIF(SLT(V(need), V(ties)), kir_block_done(k, &tb)));
+  }
+  /* the draw */
+  {
+    int i = kir_var(k, "i", KIR_I64);
+    kir_block db = {0};
+    samp D = *s;
+    D.b = &db;
+    kir_node *xv = LD(x, ADD(xb, V(i)));
+    kir_node *kept = SOR(SLT(V(lo), xv), SAND(kir_bin(k, KIR_EQ, xv, V(lo)), SLE(V(i), V(jcut))));
+    kir_node *u = LD(prm, ADD(pb, I(c, MLC_SAMPLE_U)));
+    int tok = samp_find(&D, i, kir_sel(k, kept, PX(xv), F(c, 0)), u, F(c, 0), V(am));
+    kir_push(&db, lane0(c, kir_store(k, out, g, V(tok))));
+    kir_push(&sb, kir_block_done(k, &db));
+  }
+  kir_node *sample = SAND(SAND(SLT(F(c, 0), V(T)), SLT(F(c, -INFINITY), V(m))), SLT(V(m), F(c, INFINITY)));
+  kir_push(&top, kir_if(k, sample, kir_block_done(k, &sb), greedy));
+  kir_finish(k, kir_block_done(k, &top));
+#undef PX
+#undef SLT
+#undef SLE
+#undef SAND
+#undef SOR
+#undef SIF
+#undef SEQ2
+}
+
 bool mlc_op_has_kernel(mlc_opkind kind) { return kind != MLC_OP_ALLREDUCE && kind != MLC_OP_ALLGATHER; }
 
 void mlc_kdesc_key(const mlc_kdesc *d, char *buf, size_t n) {
@@ -2046,6 +2285,7 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
   case MLC_OP_MOE_COMBINE: rule_moe_combine(&c); break;
   case MLC_OP_GATHER_ROWS: rule_gather_rows(&c); break;
   case MLC_OP_ATTN_COMBINE: rule_attn_combine(&c); break;
+  case MLC_OP_SAMPLE: rule_sample(&c); break;
   default: mlc_abort(__FILE__, __LINE__, "no schedule rule for op %d", d->kind);
   }
   if (c.took_i8 && tu->mma_rows > 0) {

@@ -184,6 +184,21 @@ static const char *CUDA_PRELUDE =
     "static __device__ __forceinline__ float mlc_lane_sum_n(float v, int n) {\n"
     "  for (int o = n >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);\n"
     "  return v;\n"
+    "}\n"
+    /* KIR_LANE_MAX (lower.c rule_sample): the maximum over aligned groups of n lanes of a warp, and
+       over a block of nw warps (warp maxima through shared memory, as mlc_block_sum) */
+    "static __device__ __forceinline__ float mlc_lane_max_n(float v, int n) {\n"
+    "  for (int o = n >> 1; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));\n"
+    "  return v;\n"
+    "}\n"
+    "static __device__ __forceinline__ float mlc_block_max(float v, float *red, int nw) {\n"
+    "  v = mlc_lane_max_n(v, 32);\n"
+    "  __syncthreads();\n"
+    "  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;\n"
+    "  __syncthreads();\n"
+    "  float s = red[0];\n"
+    "  for (int i = 1; i < nw; i++) s = fmaxf(s, red[i]);\n"
+    "  return s;\n"
     "}\n";
 
 const char *kir_cuda_prelude(void) { return CUDA_PRELUDE; }
@@ -412,6 +427,21 @@ static void expr(rctx *r, const kir_node *n) {
     mlc_buf_puts(o, "mlc_xwarp(");
     expr(r, n->src[0]);
     mlc_buf_printf(o, ", mlc_red, %d, %d)", r->k->lanes / 32, (int)n->i);
+    return;
+  case KIR_LANE_MAX: /* lower.c rule_sample; one lane per index (C, OpenCL): the value itself */
+    if (r->lang == KIR_LANG_CUDA && r->k->lanes > 32)
+      mlc_buf_puts(o, "mlc_block_max(");
+    else if (r->lang == KIR_LANG_CUDA && r->k->lanes > 1)
+      mlc_buf_puts(o, "mlc_lane_max_n(");
+    else
+      mlc_buf_puts(o, r->lang == KIR_LANG_GLSL && r->k->lanes > 1 ? "mlc_lane_max(" : "(");
+    expr(r, n->src[0]);
+    if (r->lang == KIR_LANG_CUDA && r->k->lanes > 32)
+      mlc_buf_printf(o, ", mlc_red, %d)", r->k->lanes / 32);
+    else if (r->lang == KIR_LANG_CUDA && r->k->lanes > 1)
+      mlc_buf_printf(o, ", %d)", r->k->lanes);
+    else
+      mlc_buf_puts(o, ")");
     return;
   case KIR_LANE_SUM: /* one lane per index outside CUDA (kir_kernel.lanes stays 1 there) */
     if (r->lang == KIR_LANG_GLSL && r->k->lanes > 32 && n->i == 32) { /* this lane's warp of 32 (render_glsl) */
@@ -1048,6 +1078,11 @@ static void render_glsl(rctx *r) {
                         "  for (uint w = 1u; w < %du; w++) t = mx != 0 ? max(t, mlc_red[32u * w + j]) : t + mlc_red[32u * w + j];\n"
                         "  return t;\n}\n", nl / 32);
     }
+    if (glsl_has_op(k, k->body, KIR_LANE_MAX, KIR_LANE_MAX)) /* the maximum over the workgroup: a shared-memory tree */
+      mlc_buf_printf(o, "float mlc_lane_max(float v) {\n"
+                        "  uint l = gl_LocalInvocationID.x;\n  barrier();\n  mlc_red[l] = v;\n  barrier();\n"
+                        "  for (uint h = %du; h > 0u; h >>= 1) {\n    if (l < h) mlc_red[l] = max(mlc_red[l], mlc_red[l + h]);\n"
+                        "    barrier();\n  }\n  return mlc_red[0];\n}\n", nl / 2);
     if (glsl_any_divergent_for(k, k->body)) /* glsl_uniform_for: the workgroup's largest trip count */
       mlc_buf_printf(o, "shared int mlc_ired[%d];\n"
                         "int mlc_wg_max(int v) {\n"

@@ -190,6 +190,12 @@ void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
     d->size[1] = stride_of(g, o->in[0]);
     L->grid = rows;
     break;
+  case MLC_OP_SAMPLE:
+    b[nb++] = o->out[0], b[nb++] = o->in[0], b[nb++] = o->in[1];
+    d->size[0] = g->t[o->in[0]].cols;
+    d->size[1] = stride_of(g, o->in[0]);
+    L->grid = rows;
+    break;
   case MLC_OP_ALLREDUCE:
   case MLC_OP_ALLGATHER:
     /* no kernel: the runtime moves the data between ranks */
@@ -226,10 +232,11 @@ mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes) {
   mlc_graph_init(&m->g);
   mlc_builder b = {.g = &m->g, .cfg = c, .st = m->st, .owned = &m->owned, .dir = m->dir, .max_pages = m->max_pages,
                    .tp_rank = m->tp_rank, .tp_n = m->tp_n};
-  static const char *in_names[MLC_IN_COUNT] = {"ids", "pos", "seq", "pages", "rows"};
+  static const char *in_names[MLC_IN_COUNT] = {"ids", "pos", "seq", "pages", "rows", "sample"};
   for (int i = 0; i < MLC_IN_COUNT; i++) {
-    mlc_sym rows = i == MLC_IN_PAGES ? mlc_sym_c(1) : i == MLC_IN_ROWS ? mlc_sym_m(1) : mlc_sym_n(1);
-    b.in[i] = mlc_g_tensor(&m->g, in_names[i], MLC_T_INPUT, MLC_I32, rows, 1);
+    mlc_sym rows = i == MLC_IN_PAGES ? mlc_sym_c(1) : i == MLC_IN_ROWS || i == MLC_IN_SAMPLE ? mlc_sym_m(1) : mlc_sym_n(1);
+    bool smp = i == MLC_IN_SAMPLE;
+    b.in[i] = mlc_g_tensor(&m->g, in_names[i], MLC_T_INPUT, smp ? MLC_F32 : MLC_I32, rows, smp ? MLC_SAMPLE_SLOTS : 1);
     m->g.t[b.in[i]].input = i;
   }
   int rot = (int)(c->head_dim * (c->partial_rotary_factor > 0 ? c->partial_rotary_factor : 1.0f));
@@ -250,7 +257,19 @@ mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes) {
     mlc_passes_run(&m->g, &m->passes);
   else
     mlc_pass_dce(&m->g);
+  /* token selection on the device after the logits (lower.c rule_sample), launched only by the
+   * steps that sample there (mlc_batch_forward) */
+  int sin[2] = {m->g.logits, b.in[MLC_IN_SAMPLE]};
+  m->g.tokens = mlc_g_tensor(&m->g, "tokens", MLC_T_ACT, MLC_I32, m->g.t[m->g.logits].rows, 1);
+  mlc_g_op(&m->g, MLC_OP_SAMPLE, sin, 2, &m->g.tokens, 1);
   return MLC_OK;
+}
+
+bool mlc_model_device_sampling(const mlc_model *m) {
+  const char *e = getenv("MLC_DEVICE_SAMPLING");
+  if (e && *e)
+    return strcmp(e, "0") != 0;
+  return !m->dev->caps.host_memory; /* the CPU's logits are in host memory already */
 }
 
 /* ---- kernels ---- */
@@ -365,6 +384,13 @@ static void describe(mlc_model *m) {
   m->describe = mlc_buf_take(&b);
 }
 
+/* elements of the host staging array (and device buffer) of input i */
+static size_t in_elems(const mlc_model *m, int i) {
+  return i == MLC_IN_PAGES    ? (size_t)m->max_seqs * (size_t)m->max_pages
+         : i == MLC_IN_SAMPLE ? (size_t)m->max_n * MLC_SAMPLE_SLOTS
+                              : (size_t)m->max_n;
+}
+
 static mlc_status alloc_runtime(mlc_model *m) {
   const mlc_model_config *c = &m->cfg;
   mlc_device *d = m->dev;
@@ -376,10 +402,11 @@ static mlc_status alloc_runtime(mlc_model *m) {
   m->page_ref = calloc((size_t)m->n_pages, sizeof(int));
   m->slot_used = calloc((size_t)m->max_seqs, sizeof(bool));
   m->logits_host = malloc(sizeof(float) * (size_t)m->max_n * (size_t)c->vocab_size);
+  m->tokens_host = malloc(sizeof(int32_t) * (size_t)m->max_n);
   m->tmem = calloc((size_t)m->g.nt, sizeof *m->tmem);
   for (int i = 0; i < MLC_IN_COUNT; i++)
-    m->in[i] = calloc(i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages : (size_t)m->max_n, sizeof(int32_t));
-  bool ok = m->free_pages && m->page_ref && m->slot_used && m->logits_host && m->tmem;
+    m->in[i] = calloc(in_elems(m, i), sizeof(int32_t));
+  bool ok = m->free_pages && m->page_ref && m->slot_used && m->logits_host && m->tokens_host && m->tmem;
   for (int i = 0; i < MLC_IN_COUNT; i++)
     ok = ok && m->in[i];
   if (!ok)
@@ -389,7 +416,7 @@ static mlc_status alloc_runtime(mlc_model *m) {
   if (st != MLC_OK)
     return mlc_err_context(st, "KV cache of %d pages", m->n_pages);
   for (int i = 0; i < MLC_IN_COUNT; i++) {
-    size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages : (size_t)m->max_n);
+    size_t bytes = sizeof(int32_t) * in_elems(m, i);
     MLC_TRY(d->caps.host_memory ? d->vt->from_host(d, m->in[i], bytes, &m->in_mem[i]) : d->vt->alloc(d, bytes, &m->in_mem[i]));
   }
   /* weights and constants: once, for the life of the model; weights no live op reads (the parts
@@ -583,6 +610,7 @@ void mlc_model_free(mlc_model *m) {
   }
   free(m->tmem);
   free(m->logits_host);
+  free(m->tokens_host);
   free(m->free_pages);
   free(m->page_ref);
   free(m->slot_used);
@@ -770,8 +798,10 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
   for (int i = 0; i < n_items; i++) {
     const mlc_batch_item *it = &items[i];
     if (!it->seq || it->seq->m != m || it->n <= 0 || it->n_logits < 0 || it->n_logits > it->n ||
-        (it->n_logits && !it->logits))
+        (it->n_logits && !it->logits && !it->sample))
       return mlc_err(MLC_ERR_INVALID_ARG, "batch item %d: needs a sequence of this model, n > 0 and 0 <= n_logits <= n", i);
+    if (it->sample && (it->n_logits != 1 || !it->token))
+      return mlc_err(MLC_ERR_INVALID_ARG, "batch item %d: sampling on the device takes n_logits = 1 and a token", i);
     for (int j = 0; j < n_items; j++)
       if (j != i && items[j].seq == it->seq)
         return mlc_err(MLC_ERR_INVALID_ARG, "batch items %d and %d are the same sequence", i, j);
@@ -793,6 +823,11 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
   if (pages > m->n_free)
     return mlc_err(MLC_ERR_LIMIT, "KV cache full: %d more pages needed, %d free", pages, m->n_free);
   int t = 0, r = 0;
+  bool sampling = false, want_logits = false; /* device sampling: MLC_OP_SAMPLE runs, token ids come back */
+  for (int i = 0; i < n_items; i++) {
+    sampling |= items[i].sample != NULL;
+    want_logits |= items[i].n_logits > 0 && items[i].logits != NULL;
+  }
   for (int i = 0; i < n_items; i++) {
     const mlc_batch_item *it = &items[i];
     prepare_pages(it->seq, it->n);
@@ -800,8 +835,21 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
       m->in[MLC_IN_IDS][t] = it->ids[j];
       m->in[MLC_IN_POS][t] = it->seq->len + j;
       m->in[MLC_IN_SEQ][t] = it->seq->slot;
-      if (j >= it->n - it->n_logits)
+      if (j >= it->n - it->n_logits) {
+        if (sampling) { /* the row's parameters (rows without: greedy, unread) */
+          const mlc_sample_params *sp = it->sample;
+          float row[MLC_SAMPLE_SLOTS] = {0};
+          if (sp) {
+            row[MLC_SAMPLE_TEMP] = sp->temperature;
+            row[MLC_SAMPLE_TOP_P] = sp->top_p;
+            row[MLC_SAMPLE_TOP_K] = (float)sp->top_k;
+            row[MLC_SAMPLE_MIN_P] = sp->min_p;
+            row[MLC_SAMPLE_U] = sp->uniform;
+          }
+          memcpy(m->in[MLC_IN_SAMPLE] + (size_t)r * MLC_SAMPLE_SLOTS, row, sizeof row);
+        }
         m->in[MLC_IN_ROWS][r++] = t;
+      }
     }
   }
   mlc_device *d = m->dev;
@@ -810,9 +858,12 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
   for (int rk = 0; rk < nr && st == MLC_OK; rk++) {
     mlc_model *rm = rk ? m->peers[rk - 1] : m;
     for (int i = 0; i < MLC_IN_COUNT && st == MLC_OK; i++) {
-      size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES ? (size_t)m->max_seqs * (size_t)m->max_pages
-                                        : i == MLC_IN_ROWS ? (size_t)mm : (size_t)total);
-      st = rm->dev->vt->write(rm->dev, rm->in_mem[i], 0, m->in[i], bytes);
+      size_t bytes = sizeof(int32_t) * (i == MLC_IN_PAGES    ? (size_t)m->max_seqs * (size_t)m->max_pages
+                                        : i == MLC_IN_ROWS   ? (size_t)mm
+                                        : i == MLC_IN_SAMPLE ? (sampling ? (size_t)mm * MLC_SAMPLE_SLOTS : 0)
+                                                             : (size_t)total);
+      if (bytes)
+        st = rm->dev->vt->write(rm->dev, rm->in_mem[i], 0, m->in[i], bytes);
     }
   }
   mlc_dmem *mem[KIR_MAX_BUFS];
@@ -823,6 +874,8 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
       rm->dev->vt->step_begin(rm->dev);
   }
   for (int li = 0; li < m->nlaunch && st == MLC_OK; li++) {
+    if (!sampling && m->g.ops[m->launch[li].op].kind == MLC_OP_SAMPLE)
+      continue;
     if (m->launch[li].kidx < 0) {
       st = collective(m, li, total, mm);
       continue;
@@ -845,10 +898,13 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
         st = se;
     }
   }
-  size_t loff;
+  size_t loff, toff;
   mlc_dmem *lmem = mlc_tensor_ref(m, m->g.logits, total, mm, &loff);
-  if (st == MLC_OK && mm > 0)
+  if (st == MLC_OK && mm > 0 && want_logits)
     st = d->vt->read(d, lmem, loff, m->logits_host, sizeof(float) * (size_t)mm * m->cfg.vocab_size);
+  mlc_dmem *tmem = mlc_tensor_ref(m, m->g.tokens, total, mm, &toff);
+  if (st == MLC_OK && mm > 0 && sampling) /* the token ids only: 4 bytes a row */
+    st = d->vt->read(d, tmem, toff, m->tokens_host, sizeof(int32_t) * (size_t)mm);
   if (st != MLC_OK)
     return mlc_err_context(st, "forward step on %s", d->vt->describe(d));
   const float *lg = m->logits_host;
@@ -856,10 +912,29 @@ mlc_status mlc_batch_forward(mlc_model *m, const mlc_batch_item *items, int n_it
   r = 0;
   for (int i = 0; i < n_items; i++) {
     const mlc_batch_item *it = &items[i];
-    if (it->n_logits)
+    if (it->n_logits && it->logits)
       memcpy(it->logits, lg + (size_t)r * V, sizeof(float) * (size_t)it->n_logits * V);
+    if (it->sample)
+      *it->token = m->tokens_host[r];
     r += it->n_logits;
     it->seq->len += it->n;
+  }
+  return MLC_OK;
+}
+
+mlc_status mlc_seq_forward_sample(mlc_seq *s, const int32_t *ids, int n, const mlc_sample_params *sp, int32_t *token) {
+  mlc_model *m = s->m;
+  if (n <= 0 || !sp || !token)
+    return mlc_err(MLC_ERR_INVALID_ARG, "mlc_seq_forward_sample: needs tokens, parameters and a token to write");
+  if (s->len + n > m->max_seq_len)
+    return mlc_err(MLC_ERR_LIMIT, "%d tokens exceed the context window of %d (already %d in the sequence)", n,
+                   m->max_seq_len, s->len);
+  for (int c0 = 0; c0 < n; c0 += m->max_n) { /* the prompt in steps; the last one samples */
+    int cn = n - c0 < m->max_n ? n - c0 : m->max_n;
+    bool last = c0 + cn == n;
+    mlc_batch_item it = {.seq = s, .ids = ids + c0, .n = cn, .n_logits = last, .sample = last ? sp : NULL,
+                         .token = last ? token : NULL};
+    MLC_TRY(mlc_batch_forward(m, &it, 1));
   }
   return MLC_OK;
 }

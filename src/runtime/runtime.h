@@ -37,10 +37,12 @@ struct mlc_model {
   mlc_dmem **tmem;           /* [g.nt]: device memory of weights and constants */
   mlc_dmem *in_mem[MLC_IN_COUNT];
   float *logits_host;        /* [max_n, vocab] read back after a step */
+  int32_t *tokens_host;      /* [max_n] token ids read back after a step that sampled on the device */
   size_t kv_layer_elems;
   int n_pages, max_pages;    /* pool size; page-table row length */
   int max_seqs;
-  int32_t *in[MLC_IN_COUNT]; /* host staging: ids, pos, seq, rows [max_n]; pages [max_seqs, max_pages] */
+  int32_t *in[MLC_IN_COUNT]; /* host staging: ids, pos, seq, rows [max_n]; pages [max_seqs, max_pages];
+                              * sample [max_n, MLC_SAMPLE_SLOTS] (f32 values, stored by memcpy) */
   int *free_pages;
   int n_free;
   int *page_ref;             /* [n_pages] sequences holding each page */
@@ -70,6 +72,9 @@ mlc_status mlc_model_build_graph(mlc_model *m, bool run_passes);
 mlc_status mlc_model_render(const mlc_model *m, kir_lang lang, bool generic, mlc_buf *out);
 /* The device memory and byte offset of tensor ti in a step of n tokens and mm logit rows. */
 mlc_dmem *mlc_tensor_ref(const mlc_model *m, int ti, int64_t n, int64_t mm, size_t *off);
+/* Whether steps should pick tokens on the device (MLC_OP_SAMPLE) when a request allows it: by
+ * default where logits would cross from device memory ($MLC_DEVICE_SAMPLING=0/1 overrides). */
+bool mlc_model_device_sampling(const mlc_model *m);
 /* Fills a launch record for op `op` of the graph (descriptor, buffers, params, grid). */
 void mlc_launch_fill(const mlc_model *m, int op, mlc_launch *L);
 

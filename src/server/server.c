@@ -1555,6 +1555,7 @@ static char *metrics_text(server *S) {
   COUNTER("mlc_generation_tokens_total", "Generated tokens.", st.generated_tokens);
   COUNTER("mlc_prefill_tokens_total", "Prompt tokens computed (not served from the prefix cache).", st.prefill_tokens);
   COUNTER("mlc_engine_steps_total", "Batched forward steps.", st.steps);
+  COUNTER("mlc_device_sampled_tokens_total", "Generated tokens picked on the device (no logits read back).", st.device_sampled);
   COUNTER("mlc_preemptions_total", "Requests preempted when the KV cache ran out.", st.preemptions);
   COUNTER("mlc_prefix_cache_lookups_total", "Prefix cache lookups.", st.cache_lookups);
   COUNTER("mlc_prefix_cache_hits_total", "Prefix cache lookups that matched at least one page.", st.cache_hits);
