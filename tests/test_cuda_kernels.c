@@ -133,6 +133,13 @@ int main(int argc, char **argv) {
   case_attention(3, 8, 2, 64, 0, 0, 1.0);
   case_attention(5, 32, 8, 128, 0, 0, 1.0);
   case_attention(3, 4, 2, 128, 7, 2.0f, 3.0);
+  /* steps of >= 16 rows: the query heads of a kv head sharing its K and V rows (lower.c
+   * attention_lanes shkv, the kernels' alternative), whole and split over the positions */
+  case_attention(20, 8, 2, 64, 0, 0, 1.0);
+  case_attention(17, 32, 8, 128, 0, 0, 1.0);
+  case_attention(24, 4, 2, 128, 7, 2.0f, 3.0);
+  case_attention_split(18, 32, 8, 128, 8);
+  case_attention_split(16, 8, 4, 64, 2);
   /* sample (one block of 1024 per row): a batch of 32 rows of Qwen's 151936 tokens, ties at every cut
    * of Llama 2's 32000, a row shorter than a warp (lanes 32: warp shuffles only) */
   case_sample(32, 151936, 151936, false);

@@ -1651,19 +1651,32 @@ static void rule_rope_kv(lctx *c) {
  * q.k products are combined by KIR_LANE_SUM, every lane runs the same online softmax and updates
  * its own output dims.
  */
-static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages, int kv) {
+static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages, int kv, bool shkv) {
   kir_kernel *k = c->k;
   bool cap = c->d->var[0];
   /* W warps per (token, head) where the language has blocks (CUDA: tunables attn_warps): warp w
    * takes chunks w, w + W, ... with its own online softmax, combined at the end across the warps
    * (KIR_LANE_XRED); else one warp (W = 1) */
-  int L = k->lanes > 32 ? 32 : k->lanes, W = k->lanes / L;
+  int L = k->lanes > 32 ? 32 : k->lanes, W = shkv ? 1 : k->lanes / L;
   int64_t per = c->d->size[2] / L;
-  kir_node *lw = W > 1 ? MOD(kir_lane(k), I(c, 32)) : kir_lane(k);
+  kir_node *lw = k->lanes > 32 ? MOD(kir_lane(k), I(c, 32)) : kir_lane(k);
+  int lsum = k->lanes > 32 ? 32 : 0; /* lane sums over a warp (several in a block) or over all lanes */
   int qv = kir_buf_local(k, "qv", MLC_F32, per), acc = kir_buf_local(k, "o", MLC_F32, per);
   kir_node *Hq = SZ(c, 0), *Hkv = SZ(c, 1), *D = SZ(c, 2), *win = SZ(c, 3), *maxp = SZ(c, 4), *S = kir_bin(k, KIR_MAX, SZ(c, 6), I(c, 1));
   kir_node *g = kir_grid(k), *sp = MOD(g, S), *t = DIV(DIV(g, S), Hq), *h = MOD(DIV(g, S), Hq);
   kir_node *kvh = DIV(h, DIV(Hq, Hkv));
+  int sk = -1, sv = -1;
+  if (shkv) {
+    /* an index is (token, kv head, split); warp w the query head kvh * G + w of the G sharing kv
+     * head kvh, each chunk's K and V rows loaded once into shared memory for the G warps; g the
+     * (token, head, split) the plain kernel's index would be */
+    kir_node *G = DIV(Hq, Hkv), *i = kir_grid(k);
+    sp = MOD(i, S), kvh = MOD(DIV(i, S), Hkv), t = DIV(DIV(i, S), Hkv);
+    h = ADD(MUL(kvh, G), DIV(kir_lane(k), I(c, 32)));
+    g = ADD(MUL(ADD(MUL(t, Hq), h), S), sp);
+    sk = kir_buf_shared(k, "sk", MLC_F32, 8 * c->d->size[2]);
+    sv = kir_buf_shared(k, "sv", MLC_F32, 8 * c->d->size[2]);
+  }
   kir_loop kind = per <= 8 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL;
 #define LDX(j) ADD(MUL(j, I(c, L)), lw) /* the head dim of this lane's j-th element */
   kir_block blk = {0};
@@ -1689,28 +1702,58 @@ static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages
   kir_node *kw = W > 1 ? ADD(MUL(V(cc), I(c, W)), DIV(kir_lane(k), I(c, 32))) : V(cc);
   kir_push(&pb, kir_local(k, ch, ADD(sp, MUL(kw, S))));
   int scv[AU], vbv[AU];
+  if (shkv) {
+    /* the chunk's K and V rows into shared memory: warp w loads positions w, w + G, ... */
+    int64_t G = c->d->size[0] / c->d->size[1];
+    kir_node *warp = DIV(kir_lane(k), I(c, 32));
+    for (int64_t u0 = 0; u0 < AU; u0 += G) {
+      kir_block ub = {0};
+      kir_node *u = ADD(warp, I(c, u0));
+      int pp = kir_var(k, "pp", KIR_I64), pg = kir_var(k, "page", KIR_I64), kb = kir_var(k, "kb", KIR_I64),
+          vb = kir_var(k, "vb", KIR_I64), j1 = kir_var(k, "j", KIR_I64);
+      kir_push(&ub, kir_local(k, pp, kir_bin(k, KIR_MIN, ADD(ADD(V(pbeg), MUL(V(ch), I(c, AU))), u), V(pend))));
+      kir_push(&ub, kir_local(k, pg, page_of(c, pages, seq, t, V(pp), maxp)));
+      kir_node *slot = MOD(V(pp), I(c, MLC_KV_PAGE));
+      kir_push(&ub, kir_local(k, kb, kv_index(c, V(pg), 0, kvh, slot, Hkv, D)));
+      kir_push(&ub, kir_local(k, vb, kv_index(c, V(pg), 1, kvh, slot, Hkv, D)));
+      kir_block cb = {0};
+      kir_push(&cb, kir_store(k, sk, ADD(MUL(u, D), LDX(V(j1))), LD(kv, ADD(V(kb), LDX(V(j1))))));
+      kir_push(&cb, kir_store(k, sv, ADD(MUL(u, D), LDX(V(j1))), LD(kv, ADD(V(vb), LDX(V(j1))))));
+      kir_push(&ub, kir_for(k, j1, I(c, 0), I(c, per), kind, kir_block_done(k, &cb)));
+      kir_push(&pb, kir_block_done(k, &ub));
+    }
+    kir_push(&pb, kir_barrier(k));
+  }
   for (int u = 0; u < AU; u++) {
     kir_block ub = {0};
     kir_node *pu = ADD(ADD(V(pbeg), MUL(V(ch), I(c, AU))), I(c, u));
-    int pp = kir_var(k, "pp", KIR_I64);
-    kir_push(&ub, kir_local(k, pp, kir_bin(k, KIR_MIN, pu, V(pend))));
-    int pg = kir_var(k, "page", KIR_I64);
-    kir_push(&ub, kir_local(k, pg, page_of(c, pages, seq, t, V(pp), maxp)));
-    kir_node *slot = MOD(V(pp), I(c, MLC_KV_PAGE));
-    int kb = kir_var(k, "kb", KIR_I64);
+    kir_node *kat; /* element LDX(j) of position u's K row is kat + LDX(j); its V row's base: vbv[u] */
     vbv[u] = kir_var(k, "vb", KIR_I64);
-    kir_push(&ub, kir_local(k, kb, kv_index(c, V(pg), 0, kvh, slot, Hkv, D)));
-    kir_push(&ub, kir_local(k, vbv[u], kv_index(c, V(pg), 1, kvh, slot, Hkv, D)));
+    if (shkv) {
+      kat = I(c, u * c->d->size[2]);
+      kir_push(&ub, kir_local(k, vbv[u], kat));
+    } else {
+      int pp = kir_var(k, "pp", KIR_I64);
+      kir_push(&ub, kir_local(k, pp, kir_bin(k, KIR_MIN, pu, V(pend))));
+      int pg = kir_var(k, "page", KIR_I64);
+      kir_push(&ub, kir_local(k, pg, page_of(c, pages, seq, t, V(pp), maxp)));
+      kir_node *slot = MOD(V(pp), I(c, MLC_KV_PAGE));
+      int kb = kir_var(k, "kb", KIR_I64);
+      kir_push(&ub, kir_local(k, kb, kv_index(c, V(pg), 0, kvh, slot, Hkv, D)));
+      kir_push(&ub, kir_local(k, vbv[u], kv_index(c, V(pg), 1, kvh, slot, Hkv, D)));
+      kat = V(kb);
+    }
+    int kbuf = shkv ? sk : kv;
     int part = kir_var(k, "part", KIR_F32);
     kir_push(&ub, kir_local(k, part, F(c, 0)));
     int j1 = kir_var(k, "j", KIR_I64);
     kir_push(&ub, kir_for(k, j1, I(c, 0), I(c, per), kind,
-                          kir_assign(k, part, ADD(V(part), MUL(LD(qv, V(j1)), LD(kv, ADD(V(kb), LDX(V(j1)))))))));
+                          kir_assign(k, part, ADD(V(part), MUL(LD(qv, V(j1)), LD(kbuf, ADD(kat, LDX(V(j1)))))))));
     int s = kir_var(k, "s_qk", KIR_F32);
-    kir_push(&ub, kir_local(k, s, kir_lane_red(k, KIR_LANE_SUM, V(part), W > 1 ? 32 : 0)));
-    kir_node *sv = cap ? softcap(c, V(s), FV(c, 1)) : V(s);
+    kir_push(&ub, kir_local(k, s, kir_lane_red(k, KIR_LANE_SUM, V(part), W > 1 ? 32 : lsum)));
+    kir_node *sv_ = cap ? softcap(c, V(s), FV(c, 1)) : V(s);
     scv[u] = kir_var(k, "sc", KIR_F32);
-    kir_push(&ub, kir_local(k, scv[u], kir_sel(k, kir_bin(k, KIR_LE, pu, V(pend)), sv, F(c, -INFINITY))));
+    kir_push(&ub, kir_local(k, scv[u], kir_sel(k, kir_bin(k, KIR_LE, pu, V(pend)), sv_, F(c, -INFINITY))));
     kir_push(&pb, kir_block_done(k, &ub));
   }
   int mn = kir_var(k, "mnew", KIR_F32);
@@ -1731,9 +1774,11 @@ static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages
   int j2 = kir_var(k, "j", KIR_I64);
   kir_node *av = MUL(LD(acc, V(j2)), V(corr));
   for (int u = 0; u < AU; u++)
-    av = ADD(av, MUL(V(ev[u]), LD(kv, ADD(V(vbv[u]), LDX(V(j2))))));
+    av = ADD(av, MUL(V(ev[u]), LD(shkv ? sv : kv, ADD(V(vbv[u]), LDX(V(j2))))));
   kir_push(&pb, kir_for(k, j2, I(c, 0), I(c, per), kind, kir_store(k, acc, V(j2), av)));
   kir_push(&pb, kir_assign(k, mx, V(mn)));
+  if (shkv) /* the chunk's rows are read before the next chunk's loads */
+    kir_push(&pb, kir_barrier(k));
   kir_node *nch = DIV(ADD(SUB(V(pend), V(pbeg)), I(c, AU)), I(c, AU));
   nch = DIV(ADD(SUB(nch, sp), SUB(S, I(c, 1))), S); /* this split's chunks (sp < S: never negative) */
   if (W > 1) /* this warp's chunks */
@@ -1766,8 +1811,9 @@ static void attention_lanes(lctx *c, int out, int q, int pos, int seq, int pages
     }
   } else if (split) {
     kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind, kir_store(k, out, ADD(pbase, ADD(I(c, 2), LDX(V(j3)))), LD(acc, V(j3)))));
-    kir_push(&blk, lane0(c, kir_store(k, out, pbase, V(mx))));
-    kir_push(&blk, lane0(c, kir_store(k, out, ADD(pbase, I(c, 1)), V(den))));
+    kir_node *l0 = kir_bin(k, KIR_EQ, lw, I(c, 0)); /* lane 0 of the head's warp */
+    kir_push(&blk, kir_if(k, l0, kir_store(k, out, pbase, V(mx)), NULL));
+    kir_push(&blk, kir_if(k, l0, kir_store(k, out, ADD(pbase, I(c, 1)), V(den)), NULL));
   } else {
     kir_push(&blk, kir_for(k, j3, I(c, 0), I(c, per), kind, kir_store(k, out, oidx, DIV(LD(acc, V(j3)), V(den)))));
   }
@@ -1794,7 +1840,17 @@ static void rule_attention(lctx *c) {
       aw = env_pow2("MLC_ATTN_WARPS", 1, 32);
     if (aw > 1) /* several warps per (token, head), split over the positions */
       k->lanes = k->block = 32 * aw;
-    attention_lanes(c, out, q, pos, seq, pages, kv);
+    int64_t G = c->d->size[0] / c->d->size[1];
+    if (c->gemm && G >= 2 && G <= 8 && 8 % G == 0 && c->d->size[2] <= 256 && !getenv("MLC_NO_ATTN_ALT")) {
+      /* the alternative for long steps (mlc_lower): the query heads of a kv head share its K and V */
+      k->lanes = k->block = (int)(32 * G);
+      k->per_index = (int)G; /* the op's range is (token, query head, split) */
+      attention_lanes(c, out, q, pos, seq, pages, kv, true);
+      c->took_gemm = true;
+      return;
+    }
+    attention_lanes(c, out, q, pos, seq, pages, kv, false);
+    c->took_i8 = !c->d->generic; /* an alternative can be built */
     return;
   }
   int64_t LDIM = local_len(c, 2);
@@ -2289,8 +2345,9 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
   default: mlc_abort(__FILE__, __LINE__, "no schedule rule for op %d", d->kind);
   }
   if (c.took_i8 && tu->mma_rows > 0) {
-    /* the 8-bit GEMV's alternative for long steps: the tensor-core GEMM (qgemm_i8), built by the
-     * same rule with the same arguments */
+    /* the alternative for long steps, built by the same rule with the same arguments: the 8-bit
+     * GEMV's tensor-core GEMM (qgemm_i8, with its x quantization qgemm_pre), attention's kernel
+     * whose query heads share their K and V rows through shared memory */
     char an[sizeof k->name + 4];
     snprintf(an, sizeof an, "%s_mm", name);
     kir_kernel *a = kir_new(an);
@@ -2298,9 +2355,14 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
     lctx ca = {.k = a, .d = d, .tu = tu, .gemm = 1};
     if (d->kind == MLC_OP_MATMUL)
       rule_matmul(&ca);
-    else
+    else if (d->kind == MLC_OP_GATED_MATMUL)
       rule_gated(&ca);
-    if (ca.took_gemm) {
+    else
+      rule_attention(&ca);
+    if (ca.took_gemm && d->kind == MLC_OP_ATTENTION) {
+      k->alt = a;
+      k->alt_rows = tu->mma_rows;
+    } else if (ca.took_gemm) {
       snprintf(an, sizeof an, "%s_mq", name);
       a->pre = kir_new(an);
       a->pre->block = tu->block;

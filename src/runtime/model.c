@@ -162,6 +162,7 @@ void mlc_launch_fill(const mlc_model *m, int oi, mlc_launch *L) {
     d->size[6] = o->ia[4] > 1 ? o->ia[4] : 1; /* splits (partials for ATTN_COMBINE) */
     d->fv[0] = o->fa[0];
     d->fv[1] = o->fa[1];
+    L->dyn[0] = rows; /* not read by the kernels: the device picks the long-step alternative by it */
     L->grid = mlc_sym_scale(rows, o->ia[0] * d->size[6]);
     break;
   case MLC_OP_ATTN_COMBINE:
