@@ -18,12 +18,21 @@
 static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16, .vec = KIR_VW, .tile_rows = 4, .tile_cols = 4,
                                      .deq_il_rows = 8, .int8_act = 1, .i8_rows = 2};
 static const mlc_tunables TUNE_OPENCL = {.dot_lanes = 16, .unroll_max = 16};
-static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32, .attn_splits = 8, .row_block = 256, .attn_warps = 8}; /* lanes: a workgroup per output (render.c); row_block, attn_warps: workgroups of 256 */
+/* lanes: a workgroup per output (render.c); row_block, attn_warps: workgroups of 256; i8_gemv: on
+ * devices with integer dot products (mlc_tunables_dev) */
+static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32, .attn_splits = 8,
+                                        .row_block = 256, .attn_warps = 8, .i8_gemv = 8};
 /* qlanes 8: four outputs of a packed-weight GEMV per warp, sharing each x load */
 static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32, .qlanes = 8,
                                         .row_block = 1024, .attn_warps = 4, .attn_splits = 8, .i8_gemv = 8}; /* row_block: norms, embed, add */
 const mlc_tunables *mlc_tunables_for(kir_lang lang) {
   return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : lang == KIR_LANG_OPENCL ? &TUNE_OPENCL : &TUNE_C;
+}
+mlc_tunables mlc_tunables_dev(kir_lang lang, bool int8_dot) {
+  mlc_tunables t = *mlc_tunables_for(lang);
+  if (!int8_dot) /* the GPUs' 8-bit GEMV is as fast as its dot products (the CPU's tiles: int8_act) */
+    t.i8_gemv = 0;
+  return t;
 }
 
 /* ---- helpers ---- */

@@ -51,6 +51,9 @@ typedef struct mlc_tunables {
                     * (lower.c qgemv_i8), `i8_gemv` outputs per parallel index at most */
 } mlc_tunables;
 const mlc_tunables *mlc_tunables_for(kir_lang lang);
+/* The language's tunables for one device: without 8-bit integer dot products (mlc_device_caps
+ * int8_dot false) the GPU GEMVs keep f32 activations (i8_gemv 0). */
+mlc_tunables mlc_tunables_dev(kir_lang lang, bool int8_dot);
 
 /* Writes the kernel for d. The name is "g_<key>" for generic kernels, "k_<hash>" otherwise. */
 kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu);
