@@ -178,6 +178,9 @@ typedef struct vk_device {
   VkPipelineLayout layout;
   VkCommandPool cpool;
   VkCommandBuffer cb; /* transfers (copies, fills, staging), submitted before the step */
+  VkCommandBuffer cb_after; /* reads through staging of what the pending step writes: after it */
+  bool recording_after;
+  size_t stage_off;   /* staging bytes taken by the copies recorded since the last submission */
   VkFence fence;
   bool recording;
   vk_op *pend;        /* dispatches launched since the last submission (STEP_MAX) */
@@ -484,16 +487,29 @@ static void buf_free(vk_device *v, mlc_dmem *m) {
 static mlc_status flush(vk_device *v);
 
 /* Starts (or continues) recording transfers; launches pending before them are submitted first. */
-static mlc_status begin(vk_device *v) {
-  if (v->npend)
-    MLC_TRY(flush(v));
-  if (v->recording)
+static mlc_status begin_cb(vk_device *v, VkCommandBuffer cb, bool *recording) {
+  if (*recording)
     return MLC_OK;
   VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                  .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-  VKCHECK(v->f.vkBeginCommandBuffer(v->cb, &bi), "vkBeginCommandBuffer");
-  v->recording = true;
+  VKCHECK(v->f.vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
+  *recording = true;
   return MLC_OK;
+}
+/* transfers that must see the pending dispatches' effects: those are submitted first */
+static mlc_status begin(vk_device *v) {
+  if (v->npend)
+    MLC_TRY(flush(v));
+  return begin_cb(v, v->cb, &v->recording);
+}
+/* Staging bytes for one copy recorded into the next submission: [*at, *at + n), 16-byte aligned;
+ * false when the buffer is full until that submission has run. */
+static bool stage_take(vk_device *v, size_t n, size_t *at) {
+  if (v->stage_off + n > STAGING_BYTES)
+    return false;
+  *at = v->stage_off;
+  v->stage_off = (v->stage_off + n + 15) & ~(size_t)15;
+  return true;
 }
 
 /* Every earlier compute or transfer write is visible to every later compute or transfer access. */
@@ -719,9 +735,9 @@ static void stats_print(vk_device *v) {
 /* Submits the recorded transfers, then the pending dispatches (the recorded step again when they
  * equal it, else newly recorded), and waits. */
 static mlc_status flush(vk_device *v) {
-  if (!v->recording && !v->npend)
+  if (!v->recording && !v->npend && !v->recording_after)
     return MLC_OK;
-  VkCommandBuffer cbs[2];
+  VkCommandBuffer cbs[3];
   uint32_t ncb = 0;
   bool had_cb = v->recording;
   if (v->recording) {
@@ -749,6 +765,12 @@ static mlc_status flush(vk_device *v) {
     cbs[ncb++] = v->step[s].cb;
     v->npend = 0;
   }
+  bool had_after = v->recording_after;
+  if (had_after) {
+    v->recording_after = false;
+    VKCHECK(v->f.vkEndCommandBuffer(v->cb_after), "vkEndCommandBuffer");
+    cbs[ncb++] = v->cb_after;
+  }
   VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = ncb, .pCommandBuffers = cbs};
   double t0 = mlc_now();
   pthread_mutex_lock(v->qlock);
@@ -762,6 +784,9 @@ static mlc_status flush(vk_device *v) {
   VKCHECK(v->f.vkResetFences(v->dev, 1, &v->fence), "vkResetFences");
   if (had_cb)
     VKCHECK(v->f.vkResetCommandBuffer(v->cb, 0), "vkResetCommandBuffer");
+  if (had_after)
+    VKCHECK(v->f.vkResetCommandBuffer(v->cb_after, 0), "vkResetCommandBuffer");
+  v->stage_off = 0; /* the recorded copies have run */
   if (s >= 0) {
     v->cached = s;
     step_done(v, s, replayed, wall_ms);
@@ -769,10 +794,13 @@ static mlc_status flush(vk_device *v) {
   return MLC_OK;
 }
 
-static void copy_cmd(vk_device *v, VkBuffer dst, size_t doff, VkBuffer src, size_t soff, size_t n) {
+static void copy_on(vk_device *v, VkCommandBuffer cb, VkBuffer dst, size_t doff, VkBuffer src, size_t soff, size_t n) {
   VkBufferCopy c = {.srcOffset = soff, .dstOffset = doff, .size = n};
-  v->f.vkCmdCopyBuffer(v->cb, src, dst, 1, &c);
-  barrier(v);
+  v->f.vkCmdCopyBuffer(cb, src, dst, 1, &c);
+  barrier_on(v, cb);
+}
+static void copy_cmd(vk_device *v, VkBuffer dst, size_t doff, VkBuffer src, size_t soff, size_t n) {
+  copy_on(v, v->cb, dst, doff, src, soff, n);
 }
 
 /* ---- the device API ---- */
@@ -791,19 +819,26 @@ static mlc_status vk_alloc(mlc_device *d, size_t bytes, mlc_dmem **out) {
   return st;
 }
 
+/* Writes through staging are recorded, not submitted: the copies of a step's inputs go in one
+ * submission with the step (the transfers run first); pending dispatches, which may read the old
+ * contents, are submitted before. */
 static mlc_status vk_write(mlc_device *d, mlc_dmem *m, size_t off, const void *src, size_t n) {
   vk_device *v = (vk_device *)d;
-  MLC_TRY(flush(v)); /* recorded work may use the old contents */
   if (m->map) {
+    MLC_TRY(flush(v)); /* recorded work may use the old contents */
     memcpy((char *)m->map + off, src, n);
     return MLC_OK;
   }
   for (size_t done = 0; done < n;) {
-    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
-    memcpy(v->staging->map, (const char *)src + done, c);
+    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES, at = 0;
     MLC_TRY(begin(v));
-    copy_cmd(v, m->buf, off + done, v->staging->buf, 0, c);
-    MLC_TRY(flush(v));
+    if (!stage_take(v, c, &at)) {
+      MLC_TRY(flush(v));
+      MLC_TRY(begin(v));
+      stage_take(v, c, &at);
+    }
+    memcpy((char *)v->staging->map + at, (const char *)src + done, c);
+    copy_cmd(v, m->buf, off + done, v->staging->buf, at, c);
     done += c;
   }
   return MLC_OK;
@@ -817,11 +852,22 @@ static mlc_status vk_read(mlc_device *d, mlc_dmem *m, size_t off, void *dst, siz
     return MLC_OK;
   }
   for (size_t done = 0; done < n;) {
-    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
-    MLC_TRY(begin(v));
-    copy_cmd(v, v->staging->buf, 0, m->buf, off + done, c);
+    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES, at = 0;
+    if (v->npend && stage_take(v, c, &at)) {
+      /* after the pending step, in its submission (a decode step: inputs, step and logits in one) */
+      MLC_TRY(begin_cb(v, v->cb_after, &v->recording_after));
+      copy_on(v, v->cb_after, v->staging->buf, at, m->buf, off + done, c);
+    } else {
+      MLC_TRY(begin(v));
+      if (!stage_take(v, c, &at)) {
+        MLC_TRY(flush(v));
+        MLC_TRY(begin(v));
+        stage_take(v, c, &at);
+      }
+      copy_cmd(v, v->staging->buf, at, m->buf, off + done, c);
+    }
     MLC_TRY(flush(v));
-    memcpy((char *)dst + done, v->staging->map, c);
+    memcpy((char *)dst + done, (const char *)v->staging->map + at, c);
     done += c;
   }
   return MLC_OK;
@@ -1245,6 +1291,7 @@ static mlc_status init(vk_device *v, int index) {
   VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = v->cpool,
                                      .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
   VKCHECK(v->f.vkAllocateCommandBuffers(v->dev, &cai, &v->cb), "vkAllocateCommandBuffers");
+  VKCHECK(v->f.vkAllocateCommandBuffers(v->dev, &cai, &v->cb_after), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   VKCHECK(v->f.vkCreateFence(v->dev, &fi, NULL, &v->fence), "vkCreateFence");
   MLC_TRY(buf_new(v, STAGING_BYTES, true, &v->staging));
