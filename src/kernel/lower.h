@@ -37,6 +37,7 @@ typedef struct mlc_tunables {
   int block;       /* GPU languages: threads per block (kir_kernel.block); 0: the renderer's default */
   int lanes;       /* lanes a GEMV schedule may give one output (kir_kernel.lanes); 0/1: none */
   int qlanes;      /* lanes per output of the packed-weight GEMV (lower.c wdot_qlanes); 0/1: none */
+  int qlanes_per;  /* outputs per parallel index of that GEMV, sharing the x loads (qlanes_per); 0/1: one */
   int row_block;   /* threads (a multiple of 32) given one row of a norm / embed / add; 0: a warp (lanes) */
   int attn_warps;  /* warps given one (token, head) of decode attention, split over the positions; 0/1: one */
   int attn_splits; /* blocks (graph: attention partials + attn_combine) the positions of one (token, head)
