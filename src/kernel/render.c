@@ -581,11 +581,33 @@ static void expr(rctx *r, const kir_node *n) {
 static bool glsl_uniform_for(rctx *r, const kir_node *n);
 /* GLSL: the length of the run of statements at l (of n) that declare a workgroup lane sum each
  * (res = KIR_LANE_SUM(v): the P outputs of a GEMV index, lower.c wdot_i8 / wdot_qlanes) */
+static bool glsl_reads_vars(const kir_node *n, const unsigned char *vars, unsigned char *seen) {
+  if (!n || seen[n->id])
+    return false;
+  seen[n->id] = 1;
+  if (n->op == KIR_VAR && vars[n->a])
+    return true;
+  for (int i = 0; i < 3; i++)
+    if (glsl_reads_vars(n->src[i], vars, seen))
+      return true;
+  return false;
+}
 static int glsl_sum_run(const kir_kernel *k, kir_node *const *l, int n) {
   int m = 0;
+  unsigned char vars[KIR_MAX_VARS] = {0}; /* the sums of the run so far, which no later one may read */
   while (m < n && k->lanes > 1 && l[m]->op == KIR_LOCAL && l[m]->src[0]->op == KIR_LANE_SUM &&
-         !(k->lanes > 32 && l[m]->src[0]->i == 32))
+         !(k->lanes > 32 && l[m]->src[0]->i == 32)) {
+    if (m) {
+      unsigned char *seen = mlc_calloc((size_t)k->nnodes + 1, 1);
+      MLC_ASSERT(seen);
+      bool dep = glsl_reads_vars(l[m]->src[0], vars, seen);
+      free(seen);
+      if (dep)
+        break;
+    }
+    vars[l[m]->a] = 1;
     m++;
+  }
   return m;
 }
 static bool glsl_has_sum_run(const kir_kernel *k, const kir_node *n) {
