@@ -20,7 +20,12 @@
  *   buffer; else the step is recorded, with a memory barrier before each dispatch that touches a
  *   buffer range an earlier dispatch since the last barrier wrote, or writes one it read
  *   (MLC_VULKAN_ALL_BARRIERS=1: after every dispatch). Transfers go in a separate command buffer
- *   submitted first. A fence waits for each submission.
+ *   submitted first; staged writes are recorded there (not submitted), and a staged read of the
+ *   pending step's results goes in a third one submitted after it, so a decode step is one
+ *   submission. A fence waits for each submission.
+ * - Kernels may take 8-bit integer dot products (shaderIntegerDotProduct, enabled where present:
+ *   render.c's KIR_DP4A); MLC_VULKAN_INT_DOT=0 hides it, =emulate keeps the 8-bit GEMVs with
+ *   the dot product emulated.
  * - MLC_VULKAN_PROFILE=1: timestamps around every dispatch, a table per kernel at destruction;
  *   MLC_VULKAN_STATS=1: dispatches, barriers, GPU and submit times per step.
  * - One VkInstance per process and one VkDevice per GPU, kept for the process (vk_shared).
@@ -486,7 +491,7 @@ static void buf_free(vk_device *v, mlc_dmem *m) {
 /* ---- command recording ---- */
 static mlc_status flush(vk_device *v);
 
-/* Starts (or continues) recording transfers; launches pending before them are submitted first. */
+/* Starts (or continues) recording into cb. */
 static mlc_status begin_cb(vk_device *v, VkCommandBuffer cb, bool *recording) {
   if (*recording)
     return MLC_OK;
@@ -496,7 +501,7 @@ static mlc_status begin_cb(vk_device *v, VkCommandBuffer cb, bool *recording) {
   *recording = true;
   return MLC_OK;
 }
-/* transfers that must see the pending dispatches' effects: those are submitted first */
+/* Starts (or continues) recording transfers; launches pending before them are submitted first. */
 static mlc_status begin(vk_device *v) {
   if (v->npend)
     MLC_TRY(flush(v));
@@ -733,7 +738,7 @@ static void stats_print(vk_device *v) {
 }
 
 /* Submits the recorded transfers, then the pending dispatches (the recorded step again when they
- * equal it, else newly recorded), and waits. */
+ * equal it, else newly recorded), then the reads recorded after them (cb_after), and waits. */
 static mlc_status flush(vk_device *v) {
   if (!v->recording && !v->npend && !v->recording_after)
     return MLC_OK;
