@@ -10,7 +10,8 @@
 #      mlc convert from the f16 model; profile = $MLC_CUDA_PROFILE per-kernel times; device default
 #      cuda; $BENCH_ARGS replaces --prompt-len 128 --gen-len 32)
 # $SKIP_TESTS=1 skips 1 and 2; $MODELS_TIMEOUT bounds step 2 (seconds); $VULKAN_TESTS=1 also runs
-# test_models with MLC_TEST_DEVICE=vulkan (the Vulkan loader must be installed: docs/backends.md).
+# test_models with MLC_TEST_DEVICE=vulkan (the Vulkan loader must be installed: docs/backends.md)
+# and, where BIN has it, test_device_kernels on Vulkan (every kernel case, the 8-bit GEMV's shapes).
 # $BENCH_ENVS: environment variants, ';'-separated, each bench spec runs once per variant (A/B in
 # one call), e.g. BENCH_ENVS="X=1;MLC_CUDA_PDL=1;MLC_ATTN_SPLITS=1 MLC_ATTN_WARPS=16".
 BIN=${1:-.gpu}
@@ -48,6 +49,13 @@ if [ "${VULKAN_TESTS:-0}" != 0 ]; then   # the fixture models on Vulkan too (nee
   MLC_TEST_DEVICE=vulkan timeout "${MODELS_TIMEOUT:-3600}" "$BIN/test_models" . >"$OUT/models_vulkan.log" 2>&1 || rc=1
   head -1 "$OUT/models_vulkan.log"; tail -1 "$OUT/models_vulkan.log"; grep FAIL "$OUT/models_vulkan.log" | head -20
   echo "vulkan models $(( $(date +%s) - t1 )) s, rc=$rc"
+  if [ -x "$BIN/test_device_kernels" ]; then
+    t1=$(date +%s)
+    MLC_TEST_DEVICES=vulkan "$BIN/test_device_kernels" . >"$OUT/kernels_vulkan.log" 2>&1 || rc=1
+    grep -m2 "device:\|GEMVs" "$OUT/kernels_vulkan.log" | cut -c1-300; tail -1 "$OUT/kernels_vulkan.log"
+    grep FAIL "$OUT/kernels_vulkan.log" | head -20
+    echo "vulkan kernels $(( $(date +%s) - t1 )) s, rc=$rc"
+  fi
 fi
 if [ "$2" = bench ]; then
   shift 2

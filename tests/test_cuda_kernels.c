@@ -98,15 +98,7 @@ int main(int argc, char **argv) {
   case_gated(MLC_F16, MLC_KACT_SILU, true, 0, 0, 1, 48, 512, 512);
   case_gated(MLC_BF16, MLC_KACT_GELU_TANH, false, 0, 0, 4, 20, 256, 260);
   case_gated(MLC_F32, MLC_KACT_SILU, true, 3, 1, 3, 16, 384, 384);
-  /* 4-bit weights x 8-bit activations (lower.c qgemv_i8): outputs per index 1-8, lanes 8 to a
-   * block of 128, K not a multiple of 32 lanes' groups, tiles of rows, gate and up */
-  case_matmul_q(MLC_Q4F16_1, false, 0, 1, 4096, 4096, 4096);
-  case_matmul_q(MLC_Q4F16_1, true, 0, 3, 1024, 3584, 3584);
-  case_matmul_q(MLC_Q4F16_1, false, 0, 1, 16384, 256, 256);
-  case_matmul_q(MLC_Q4F32_1, true, 0, 5, 128, 512, 516);
-  case_matmul_q(MLC_Q4F16_1, false, 0, 9, 30, 1408, 1408);
-  case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 1, 1792, 1024, 1024);
-  case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 6, 256, 2048, 2048);
+  build_i8_gemv_cases(); /* 4-bit weights x 8-bit activations (lower.c qgemv_i8) */
   /* steps of >= 16 rows: the tensor-core GEMM (lower.c qgemm_i8, the kernels' alternative): one
    * and several row tiles of 64 (a partial last one), K of one and several steps of 128, x rows
    * strided, bias, softcap, gate and up */

@@ -74,6 +74,9 @@ static void run_on_device(mlc_device *dev, mlc_dmodule *mod, int kidx, tcase *c,
 /* Renders both forms of every case in the device's language, builds one module, runs the cases. */
 static void run_device(mlc_device *dev) {
   double t0 = mlc_now();
+  const mlc_tunables tu = mlc_tunables_dev(dev->caps.lang, dev->caps.int8_dot); /* as the runtime's (model.c) */
+  i8_device = tu.i8_gemv > 0;
+  printf("%s: 4-bit GEMVs with %s activations\n", dev->vt->name, i8_device ? "8-bit" : "f32");
   int cap = 2 * ncases, n = 0;
   const char **names = calloc((size_t)cap, sizeof *names);
   char **srcs = calloc((size_t)cap, sizeof *srcs);
@@ -91,7 +94,7 @@ static void run_device(mlc_device *dev) {
       mlc_kdesc d;
       memcpy(&d, &c->d, sizeof d);
       d.generic = generic;
-      kir_kernel *kk = mlc_lower(&d, mlc_tunables_for(dev->caps.lang));
+      kir_kernel *kk = mlc_lower(&d, &tu);
       mlc_buf b = {0};
       kir_render(kk, dev->caps.lang, &b);
       kir_free(kk);
@@ -132,6 +135,7 @@ int main(int argc, char **argv) {
   (void)argc;
   (void)argv;
   build_cases();
+  build_i8_gemv_cases(); /* the Vulkan 8-bit GEMV's shapes (f32 activations elsewhere) */
   mlc_buf csrc = {0};
   for (int i = 0; i < ncases; i++)
     lower_case(&cases[i], &csrc); /* names, buffer checks */

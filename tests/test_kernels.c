@@ -846,9 +846,14 @@ static double *i8_ref_x(const mlc_qscheme *s, const float *x, int R, int64_t xs,
     }
   return q;
 }
-/* the variants whose 4-bit kernels take 8-bit activations: the CPU's specialised kernels and
- * CUDA's (lower.c qgemv_i8); Vulkan and OpenCL keep f32 activations */
-static bool i8_variant(const char *variant) { return !strcmp(variant, "spec") || !strcmp(variant, "cuda spec"); }
+/* test_device_kernels: the device's specialised 4-bit GEMVs take 8-bit activations (its tunables'
+ * i8_gemv: Vulkan with the integer dot product) */
+static bool i8_device;
+/* the variants whose 4-bit kernels take 8-bit activations: the CPU's specialised kernels, CUDA's
+ * (lower.c qgemv_i8) and those of a device with i8_device; OpenCL keeps f32 activations */
+static bool i8_variant(const char *variant) {
+  return !strcmp(variant, "spec") || !strcmp(variant, "cuda spec") || (i8_device && strstr(variant, " spec"));
+}
 static double dotdd(const double *a, const float *b, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; i++)
@@ -1024,6 +1029,19 @@ static void case_sample(int rows, int V, int64_t xs, bool ties) {
     pr[MLC_SAMPLE_U] = (float)((below + p[pick] / 2) / W);
     expect(c, o, (size_t)r, pick);
   }
+/* Real shapes of the GPUs' 4-bit GEMV with 8-bit activations (lower.c qgemv_i8): outputs per index
+ * 1-8, lanes 4 to 64 (two warps: K 14336, the down projection's), K not a multiple of 32 lanes'
+ * groups, tiles of rows, gate and up. Run by test_cuda_kernels and test_device_kernels. */
+__attribute__((unused)) static void build_i8_gemv_cases(void) {
+  case_matmul_q(MLC_Q4F16_1, false, 0, 1, 4096, 4096, 4096);
+  case_matmul_q(MLC_Q4F16_1, true, 0, 3, 1024, 3584, 3584);
+  case_matmul_q(MLC_Q4F16_1, false, 0, 1, 16384, 256, 256);
+  case_matmul_q(MLC_Q4F32_1, true, 0, 5, 128, 512, 516);
+  case_matmul_q(MLC_Q4F16_1, false, 0, 9, 30, 1408, 1408);
+  case_matmul_q(MLC_Q4F16_1, false, 0, 1, 512, 14336, 14336);
+  case_matmul_q(MLC_Q4F16_1, false, 0, 3, 256, 14336, 14336);
+  case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 1, 1792, 1024, 1024);
+  case_gated_q(MLC_Q4F16_1, MLC_KACT_SILU, 6, 256, 2048, 2048);
 }
 
 static void build_cases(void) {

@@ -251,6 +251,11 @@ const char *kir_cuda_prelude(void);
 /* The prelude every OpenCL program of kernels starts with (bf16 conversion, integer min/max). */
 const char *kir_opencl_prelude(void);
 
+/* GLSL as a device compiles it: the lines of src for features the device lacks blanked (subgroup
+ * arithmetic: the lane sums keep their shared-memory paths; the integer dot product: KIR_DP4A by
+ * its emulation). *out: a copy to free, or NULL where nothing needed blanking. */
+mlc_status kir_glsl_for_device(const char *src, bool subgroups, bool int_dot, char **out);
+
 /* Host-side evaluation of an expression with no loads/vars (used by tests). */
 
 #endif

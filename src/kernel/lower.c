@@ -18,13 +18,22 @@
 static const mlc_tunables TUNE_C = {.dot_lanes = 16, .unroll_max = 16, .vec = KIR_VW, .tile_rows = 4, .tile_cols = 4,
                                      .deq_il_rows = 8, .int8_act = 1, .i8_rows = 2};
 static const mlc_tunables TUNE_OPENCL = {.dot_lanes = 16, .unroll_max = 16};
-static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32, .attn_splits = 8, .row_block = 256, .attn_warps = 8}; /* lanes: a workgroup per output (render.c); row_block, attn_warps: workgroups of 256 */
+/* lanes: a workgroup per output (render.c); row_block, attn_warps: workgroups of 256; i8_gemv: on
+ * devices with integer dot products (mlc_tunables_dev) */
+static const mlc_tunables TUNE_GLSL = {.dot_lanes = 4, .unroll_max = 4, .lanes = 32, .qlanes = 32, .qlanes_per = 4,
+                                        .attn_splits = 8, .row_block = 256, .attn_warps = 8, .i8_gemv = 8};
 /* qlanes 8: four outputs of a packed-weight GEMV per warp, sharing each x load */
 static const mlc_tunables TUNE_CUDA = {.dot_lanes = 4, .unroll_max = 8, .block = 128, .lanes = 32, .qlanes = 8,
                                         .row_block = 1024, .attn_warps = 4, .attn_splits = 8, .i8_gemv = 8,
                                         .mma_rows = 16}; /* row_block: norms, embed, add */
 const mlc_tunables *mlc_tunables_for(kir_lang lang) {
   return lang == KIR_LANG_GLSL ? &TUNE_GLSL : lang == KIR_LANG_CUDA ? &TUNE_CUDA : lang == KIR_LANG_OPENCL ? &TUNE_OPENCL : &TUNE_C;
+}
+mlc_tunables mlc_tunables_dev(kir_lang lang, bool int8_dot) {
+  mlc_tunables t = *mlc_tunables_for(lang);
+  if (!int8_dot) /* the GPUs' 8-bit GEMV is as fast as its dot products (the CPU's tiles: int8_act) */
+    t.i8_gemv = 0;
+  return t;
 }
 
 /* ---- helpers ---- */
@@ -256,7 +265,19 @@ static int wdot_lanes(lctx *c, kir_block *blk, const wsrc *w, int n, kir_node *r
  * specialised kernels of NK schemes with per_word a multiple of 4, whole words per group, K a
  * multiple of the group and the words of a row a multiple of L; 0 otherwise.
  */
-static int qlane_ok(lctx *c, const wsrc *w, kir_node *N) {
+/* outputs per parallel index of that GEMV (tunables qlanes_per, GLSL: a workgroup's P rows share
+ * each x load): as many as the tunable allows while N / P keeps >= 64 indices, as i8_gpu_shape;
+ * MLC_QLANES_P forces it (experiments; 1: one output a workgroup) */
+static int qlanes_per(lctx *c, kir_node *N) {
+  int p = c->tu->qlanes_per > 1 && N->op == KIR_CONST ? c->tu->qlanes_per : 1;
+  int fp = env_pow2("MLC_QLANES_P", 1, 8);
+  if (fp && N->op == KIR_CONST)
+    p = fp;
+  while (p > 1 && (N->i % p || N->i / p < 64))
+    p /= 2;
+  return p;
+}
+static int qlane_ok(lctx *c, const wsrc *w, kir_node *N, int P) {
   if (c->tu->qlanes <= 1 || c->d->generic || !w->q || w->q->kn || w->q->il || w->K->op != KIR_CONST || getenv("MLC_NO_LANES"))
     return 0;
   const mlc_qscheme *q = w->q;
@@ -266,7 +287,7 @@ static int qlane_ok(lctx *c, const wsrc *w, kir_node *N) {
    * row_block), so that about 4096 warps stream the matrix; more outputs: `qlanes`, whose outputs
    * share the x loads */
   int L = c->tu->qlanes, Lmax = c->tu->row_block > 256 ? 256 : c->tu->row_block > 32 ? c->tu->row_block : 32;
-  while (L < Lmax && N->op == KIR_CONST && N->i * L / 32 < 4096)
+  while (L < Lmax && N->op == KIR_CONST && N->i / P * L / 32 < 4096)
     L *= 2;
   if (env_pow2("MLC_QLANES", 2, 256)) /* experiments: force the lanes per output */
     L = env_pow2("MLC_QLANES", 2, 256);
@@ -283,6 +304,7 @@ static int local_named_t(lctx *c, const char *name, mlc_dtype dt, int64_t len) {
   return kir_buf_local(c->k, name, dt, len);
 }
 static int local_named(lctx *c, const char *name, int64_t len) { return local_named_t(c, name, MLC_F32, len); }
+enum { QROWS = 8 }; /* weight rows a wdot_qlanes call may take (P outputs of gate and up) */
 static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *const *rows, int nw, int L, int X,
                         kir_node *const *xbases, int RT, int *res) {
   kir_kernel *k = c->k;
@@ -295,11 +317,13 @@ static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node
     U = fu;
   if (RT > 1) /* RT rows of x (a tile of the step's rows) share each word: one word a trip */
     U = 1;
-  MLC_ASSERT(U * RT <= 4 && nw <= 2);
+  while (U > 1 && U * nw > 8) /* at most 8 words a trip in flight (registers) */
+    U /= 2;
+  MLC_ASSERT(U * RT <= 4 && nw <= QROWS);
   k->lanes = L;
   if (L > 32) /* a block per output: lane sums through shared memory */
     k->block = L;
-  int acc[8];
+  int acc[QROWS * 4];
   for (int i = 0; i < nw * RT; i++) {
     acc[i] = kir_var(k, "qa", KIR_F32);
     kir_push(blk, kir_local(k, acc[i], F(c, 0)));
@@ -308,7 +332,7 @@ static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node
   kir_block body = {0};
   /* every load of the trip first (x slices, words, scales), then the arithmetic: the loads of
    * all U words are in flight together */
-  int xv[4][4][2], wv[4][2], sv[4][2];
+  int xv[4][4][2], wv[4][QROWS], sv[4][QROWS];
   for (int u = 0; u < U; u++) {
     kir_node *wi = ADD(MUL(ADD(MUL(V(t), I(c, U)), I(c, u)), I(c, L)), kir_lane(k));
     for (int i = 0; i < nw; i++) {
@@ -350,7 +374,7 @@ static void wdot_qlanes(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node
 /* wdot, with lanes where the schedule allows */
 static int wdot_any(lctx *c, kir_block *blk, const wsrc *w, kir_node *row, int X, kir_node *xbase, kir_node *K,
                     const char *tag) {
-  int n = lane_slice(c, w), L = n ? 0 : qlane_ok(c, w, SZ(c, 0));
+  int n = lane_slice(c, w), L = n ? 0 : qlane_ok(c, w, SZ(c, 0), 1);
   if (L) {
     int res;
     wdot_qlanes(c, blk, &w, &row, 1, L, X, &xbase, 1, &res);
@@ -402,10 +426,15 @@ static void gemv_dots_emit(lctx *c, kir_block *blk, const gemv_dots *g, kir_node
     wdot_i8(c, blk, g->ws, g->roff, g->nw, g->P, g->L, g->X, xb, RT, res);
     return;
   }
-  kir_node *rows[2];
+  /* P outputs of nw weights: nw * P rows sharing each x load, in the order of res */
+  const wsrc *ws[QROWS];
+  kir_node *rows[QROWS];
   for (int i = 0; i < g->nw; i++)
-    rows[i] = ADD(g->roff[i], kir_grid(c->k));
-  wdot_qlanes(c, blk, g->ws, rows, g->nw, g->L, g->X, xb, RT, res);
+    for (int o = 0; o < g->P; o++) {
+      ws[i * g->P + o] = g->ws[i];
+      rows[i * g->P + o] = ADD(g->roff[i], ADD(MUL(kir_grid(c->k), I(c, g->P)), I(c, o)));
+    }
+  wdot_qlanes(c, blk, ws, rows, g->nw * g->P, g->L, g->X, xb, RT, res);
 }
 enum { GEMV_MAXACC = 2 * 8 * QRT };
 static void gemv_kernel(lctx *c, const gemv_dots *g, int RT, kir_node *xs, const qgemv_epi *e) {
@@ -447,10 +476,15 @@ static void gemv_kernel(lctx *c, const gemv_dots *g, int RT, kir_node *xs, const
   kir_node *tiles = kir_for(k, rt, I(c, 0), DIV(ADD(R, I(c, RT - 1)), I(c, RT)), KIR_LOOP_SERIAL, kir_block_done(k, &tb));
   kir_finish(k, kir_if(k, kir_bin(k, KIR_EQ, R, I(c, 1)), kir_block_done(k, &one), tiles));
 }
-static void qgemv_rows(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int L, int X, kir_node *xs,
+static void qgemv_rows(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int P, int L, int X, kir_node *xs,
                        const qgemv_epi *e) {
-  gemv_dots g = {.ws = ws, .roff = roff, .nw = nw, .P = 1, .L = L, .X = X};
-  gemv_kernel(c, &g, QRT, xs, e);
+  gemv_dots g = {.ws = ws, .roff = roff, .nw = nw, .P = P, .L = L, .X = X};
+  if (P > 1)
+    c->k->per_index = P;
+  int RT = QRT;
+  while (RT > 1 && nw * P * RT > 16) /* accumulators of a prefill tile: 16 at most */
+    RT /= 2;
+  gemv_kernel(c, &g, RT, xs, e);
 }
 
 /*
@@ -1406,12 +1440,12 @@ static void rule_matmul(lctx *c) {
     qgemv_i8(c, ws, roff, 1, x, xs, &e);
     return;
   }
-  int QL = expert ? 0 : qlane_ok(c, &w, N);
+  int QP = expert ? 1 : qlanes_per(c, N), QL = expert ? 0 : qlane_ok(c, &w, N, QP);
   if (QL) {
     const wsrc *ws[1] = {&w};
     kir_node *roff[1] = {I(c, 0)};
     qgemv_epi e = {.out = out, .bias = bb, .N = N, .cap = cap};
-    qgemv_rows(c, ws, roff, 1, QL, x, xs, &e);
+    qgemv_rows(c, ws, roff, 1, QP, QL, x, xs, &e);
     return;
   }
   int r = kir_var(k, "r", KIR_I64);
@@ -1457,19 +1491,19 @@ static void rule_gated(lctx *c) {
     qgemv_i8(c, ws, roff, 2, x, xs, &e);
     return;
   }
-  int QL = expert ? 0 : qlane_ok(c, &wg, Fd);
+  int QP = expert ? 1 : qlanes_per(c, Fd), QL = expert ? 0 : qlane_ok(c, &wg, Fd, QP);
   if (QL) {
     const wsrc *ws[2] = {&wg, &wu};
     kir_node *roff[2] = {I(c, 0), upoff};
     qgemv_epi e = {.out = out, .bias = -1, .act = d->var[1], .N = Fd, .gated = true};
-    qgemv_rows(c, ws, roff, 2, QL, x, xs, &e);
+    qgemv_rows(c, ws, roff, 2, QP, QL, x, xs, &e);
     return;
   }
   int r = kir_var(k, "r", KIR_I64);
   kir_node *xrow = expert ? DIV(V(r), SZ(c, 2)) : V(r);
   kir_node *ebase = expert ? MUL(LD(ids, V(r)), rpe) : I(c, 0);
   kir_block body = {0};
-  int sg, su, L = qlane_ok(c, &wg, Fd);
+  int sg, su, L = qlane_ok(c, &wg, Fd, 1);
   if (L) { /* gate and up share the x loads */
     const wsrc *ws[2] = {&wg, &wu};
     kir_node *rows[2] = {ADD(ebase, j), ADD(ADD(ebase, upoff), j)};

@@ -37,6 +37,7 @@ typedef struct mlc_tunables {
   int block;       /* GPU languages: threads per block (kir_kernel.block); 0: the renderer's default */
   int lanes;       /* lanes a GEMV schedule may give one output (kir_kernel.lanes); 0/1: none */
   int qlanes;      /* lanes per output of the packed-weight GEMV (lower.c wdot_qlanes); 0/1: none */
+  int qlanes_per;  /* outputs per parallel index of that GEMV, sharing the x loads (qlanes_per); 0/1: one */
   int row_block;   /* threads (a multiple of 32) given one row of a norm / embed / add; 0: a warp (lanes) */
   int attn_warps;  /* warps given one (token, head) of decode attention, split over the positions; 0/1: one */
   int attn_splits; /* blocks (graph: attention partials + attn_combine) the positions of one (token, head)
@@ -53,6 +54,9 @@ typedef struct mlc_tunables {
                     * (lower.c qgemm_i8, the kernel's alternative: kir_kernel.alt); 0: never */
 } mlc_tunables;
 const mlc_tunables *mlc_tunables_for(kir_lang lang);
+/* The language's tunables for one device: without 8-bit integer dot products (mlc_device_caps
+ * int8_dot false) the GPU GEMVs keep f32 activations (i8_gemv 0). */
+mlc_tunables mlc_tunables_dev(kir_lang lang, bool int8_dot);
 
 /* Writes the kernel for d. The name is "g_<key>" for generic kernels, "k_<hash>" otherwise. */
 kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu);

@@ -310,7 +310,7 @@ static void load(rctx *r, const kir_node *n) {
     else if (!b->local && b->dtype == MLC_BF16)
       mlc_buf_puts(o, "mlc_bf2f(");
     else if (b->dtype != MLC_F32)
-      mlc_buf_printf(o, "(%s)(", r->L->t_i64);
+      mlc_buf_printf(o, r->lang == KIR_LANG_GLSL ? "%s(" : "(%s)(", r->L->t_i64);
     else
       mlc_buf_puts(o, "(");
     mlc_buf_printf(o, "%s[", bname(r, b));
@@ -587,6 +587,12 @@ static void expr(rctx *r, const kir_node *n) {
     }
     /* fall through */
   case KIR_TOI: {
+    if (n->op == KIR_TOI && r->lang == KIR_LANG_GLSL && n->src[0]->op == KIR_ROUND) { /* as CUDA's, below */
+      mlc_buf_puts(o, "mlc_rint(");
+      expr(r, n->src[0]->src[0]);
+      mlc_buf_puts(o, ")");
+      return;
+    }
     if (n->op == KIR_TOI && r->lang == KIR_LANG_CUDA && n->src[0]->op == KIR_ROUND) {
       /* |x| < 2^22 (kir.h): the float add rounds x to an integer (halves to even) in the low
        * mantissa bits of 1.5 * 2^23 + x: two full-rate instructions, no conversion unit */
@@ -612,14 +618,122 @@ static void expr(rctx *r, const kir_node *n) {
 }
 
 static bool glsl_uniform_for(rctx *r, const kir_node *n);
+/* GLSL: the length of the run of statements at l (of n) that declare a workgroup lane sum each
+ * (res = KIR_LANE_SUM(v): the P outputs of a GEMV index, lower.c wdot_i8 / wdot_qlanes) */
+static bool glsl_reads_vars(const kir_node *n, const unsigned char *vars, unsigned char *seen) {
+  if (!n || seen[n->id])
+    return false;
+  seen[n->id] = 1;
+  if (n->op == KIR_VAR && vars[n->a])
+    return true;
+  for (int i = 0; i < 3; i++)
+    if (glsl_reads_vars(n->src[i], vars, seen))
+      return true;
+  return false;
+}
+static int glsl_sum_run(const kir_kernel *k, kir_node *const *l, int n) {
+  int m = 0;
+  unsigned char vars[KIR_MAX_VARS] = {0}; /* the sums of the run so far, which no later one may read */
+  while (m < n && k->lanes > 1 && l[m]->op == KIR_LOCAL && l[m]->src[0]->op == KIR_LANE_SUM &&
+         !(k->lanes > 32 && l[m]->src[0]->i == 32)) {
+    if (m) {
+      unsigned char *seen = mlc_calloc((size_t)k->nnodes + 1, 1);
+      MLC_ASSERT(seen);
+      bool dep = glsl_reads_vars(l[m]->src[0], vars, seen);
+      free(seen);
+      if (dep)
+        break;
+    }
+    vars[l[m]->a] = 1;
+    m++;
+  }
+  return m;
+}
+static bool glsl_has_sum_run(const kir_kernel *k, const kir_node *n) {
+  if (!n)
+    return false;
+  if (n->op == KIR_SEQ) {
+    for (int i = 0; i < n->nlist; i++)
+      if (glsl_sum_run(k, n->list + i, n->nlist - i) > 1 || glsl_has_sum_run(k, n->list[i]))
+        return true;
+    return false;
+  }
+  if (n->op == KIR_FOR)
+    return glsl_has_sum_run(k, n->src[2]);
+  if (n->op == KIR_IF)
+    return glsl_has_sum_run(k, n->src[1]) || glsl_has_sum_run(k, n->src[2]);
+  return false;
+}
+/* Such a run, four sums at a time by the vec4 mlc_lane_sum: the same sums, a quarter of the
+ * subgroup operations' issue and of the barriers (a workgroup of several subgroups) */
+static void glsl_lane_sums(rctx *r, kir_node *const *l, int m) {
+  mlc_buf *o = r->out;
+  const kir_kernel *k = r->k;
+  for (int i = 0; i < m; i++) {
+    ind(r);
+    mlc_buf_printf(o, "float %s_%d;\n", k->var_name[l[i]->a], l[i]->a);
+  }
+  for (int i = 0; i < m; i += 4) {
+    ind(r);
+    mlc_buf_puts(o, "{\n");
+    ind(r);
+    mlc_buf_puts(o, "  vec4 mlc_s = mlc_lane_sum(vec4(");
+    for (int j = 0; j < 4; j++) {
+      if (j)
+        mlc_buf_puts(o, ", ");
+      if (i + j < m)
+        expr(r, l[i + j]->src[0]->src[0]);
+      else
+        mlc_buf_puts(o, "0.0");
+    }
+    mlc_buf_puts(o, "));\n");
+    for (int j = 0; j < 4 && i + j < m; j++) {
+      ind(r);
+      mlc_buf_printf(o, "  %s_%d = mlc_s.%c;\n", k->var_name[l[i + j]->a], l[i + j]->a, "xyzw"[j]);
+    }
+    ind(r);
+    mlc_buf_puts(o, "}\n");
+  }
+}
+/* GLSL: a KIR_VLOAD that can take 16-byte loads: whole vec4s of a read-only buffer of 32-bit
+ * elements into a local array of the same kind (float / int) */
+static bool glsl_vec_ok(const kir_kernel *k, const kir_node *n) {
+  const kir_buf *b = &k->bufs[n->a], *L = &k->bufs[n->i];
+  int64_t len = n->src[2] ? n->src[2]->i : L->local_len;
+  bool f = b->dtype == MLC_F32, i = b->dtype == MLC_I32 || b->dtype == MLC_U32;
+  return !b->local && !b->write && len % 4 == 0 && (f || i) && f == (L->dtype == MLC_F32);
+}
+/* GLSL: the buffers some KIR_VLOAD reads by 16-byte loads (bit per buffer index) */
+static unsigned glsl_vec_bufs(const kir_kernel *k, const kir_node *n) {
+  if (!n)
+    return 0;
+  if (n->op == KIR_VLOAD)
+    return glsl_vec_ok(k, n) ? 1u << n->a : 0;
+  unsigned m = 0;
+  if (n->op == KIR_SEQ)
+    for (int i = 0; i < n->nlist; i++)
+      m |= glsl_vec_bufs(k, n->list[i]);
+  else if (n->op == KIR_FOR)
+    m = glsl_vec_bufs(k, n->src[2]);
+  else if (n->op == KIR_IF)
+    m = glsl_vec_bufs(k, n->src[1]) | glsl_vec_bufs(k, n->src[2]);
+  return m;
+}
 
 static void stmt(rctx *r, const kir_node *n) {
   mlc_buf *o = r->out;
   const kir_kernel *k = r->k;
   switch (n->op) {
   case KIR_SEQ:
-    for (int i = 0; i < n->nlist; i++)
-      stmt(r, n->list[i]);
+    for (int i = 0; i < n->nlist; i++) {
+      int m = r->lang == KIR_LANG_GLSL && !r->pred ? glsl_sum_run(k, n->list + i, n->nlist - i) : 0;
+      if (m > 1) {
+        glsl_lane_sums(r, n->list + i, m);
+        i += m - 1;
+      } else {
+        stmt(r, n->list[i]);
+      }
+    }
     return;
   case KIR_FOR: {
     const char *vn = k->var_name[n->a];
@@ -686,6 +800,44 @@ static void stmt(rctx *r, const kir_node *n) {
     const char *et = r->lang == KIR_LANG_CUDA ? cuda_elem(b->dtype) : c_elem(b->dtype);
     /* elements [off, off + len) of the local array (kir_vload_at), by default all of it */
     long long off = n->src[1] ? (long long)n->src[1]->i : 0, len = n->src[2] ? (long long)n->src[2]->i : (long long)L->local_len;
+    if (r->lang == KIR_LANG_GLSL && glsl_vec_ok(k, n) && !r->pred) {
+      /* 16-byte loads through the buffer's vec4 view (render_glsl) where the element (offset
+       * remainder included) lies on a 16-byte boundary of the bound range: always for weights
+       * (rows of whole 16-byte slices), for x rows whose stride is a multiple of 4; else element
+       * by element */
+      bool f = b->dtype == MLC_F32;
+      char src[40]; /* bname's buffer is reused by each call */
+      snprintf(src, sizeof src, "%s", bname(r, b));
+      ind(r);
+      mlc_buf_puts(o, "{\n");
+      r->indent++;
+      ind(r);
+      mlc_buf_puts(o, "int mlc_e = ");
+      index_of(r, n->a, n->src[0]);
+      mlc_buf_puts(o, ";\n");
+      ind(r);
+      mlc_buf_puts(o, "if ((mlc_e & 3) == 0) {\n");
+      for (long long q = 0; q < len / 4; q++) {
+        ind(r);
+        mlc_buf_printf(o, "  %s mlc_v%lld = %s_v[(mlc_e >> 2) + %lld];\n", f ? "vec4" : "ivec4", q, src, q);
+        for (int e = 0; e < 4; e++) {
+          ind(r);
+          mlc_buf_printf(o, "  %s[%lld] = mlc_v%lld.%c;\n", bname(r, L), off + 4 * q + e, q, "xyzw"[e]);
+        }
+      }
+      ind(r);
+      mlc_buf_puts(o, "} else {\n");
+      for (long long e = 0; e < len; e++) {
+        ind(r);
+        mlc_buf_printf(o, "  %s[%lld] = %s[mlc_e + %lld];\n", bname(r, L), off + e, src, e);
+      }
+      ind(r);
+      mlc_buf_puts(o, "}\n");
+      r->indent--;
+      ind(r);
+      mlc_buf_puts(o, "}\n");
+      return;
+    }
     if (r->lang == KIR_LANG_GLSL) {
       /* element by element through the load path (16-bit unpacking, offset remainder): nodes
        * built on the stack, as the renderer only reads them */
@@ -904,12 +1056,48 @@ static const char *GLSL_ERF =
     "  float t = 1.0 / (1.0 + 0.3275911 * a);\n"
     "  float y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);\n"
     "  return s * y;\n"
-    "}\n"
-    /* KIR_DP4A */
+    "}\n";
+
+/* KIR_DP4A in GLSL (kernels that use it): the SPIR-V integer dot product (SPV_KHR_integer_dot_product,
+ * OpSDot on 4x8-bit packed words: NVIDIA's dp4a), declared through GL_EXT_spirv_intrinsics as
+ * Debian 12's glslang has no GL_EXT_integer_dot_product; on devices without the feature the backend
+ * blanks the GLSL_INT_DOT line (kir_glsl_for_device) and the exact emulation renders instead:
+ * bitfieldExtract of an int sign-extends each byte. The saturating OpSDotAccSat is not needed: the
+ * sums stay far below 2^31 (wdot_i8: 64 products of at most 127 * 15 per group). */
+#define GLSL_INT_DOT "#define MLC_INT_DOT 1"
+static const char *GLSL_DP4A_EXT = GLSL_INT_DOT "\n#ifdef MLC_INT_DOT\n#extension GL_EXT_spirv_intrinsics : require\n#endif\n";
+static const char *GLSL_DP4A =
+    "#ifdef MLC_INT_DOT\n"
+    "spirv_instruction(extensions = [\"SPV_KHR_integer_dot_product\"], capabilities = [6018, 6019], id = 4450)\n"
+    "int mlc_sdot(int a, int b, spirv_literal int fmt); /* OpSDot a b PackedVectorFormat4x8Bit */\n"
+    "int mlc_dp4a(int acc, int a, int b) { return acc + mlc_sdot(a, b, 0); }\n"
+    "#else\n"
     "int mlc_dp4a(int acc, int a, int b) {\n"
     "  for (int i = 0; i < 32; i += 8) acc += bitfieldExtract(a, i, 8) * bitfieldExtract(b, i, 8);\n"
     "  return acc;\n"
-    "}\n";
+    "}\n"
+    "#endif\n";
+
+mlc_status kir_glsl_for_device(const char *src, bool subgroups, bool int_dot, char **out) {
+  *out = NULL;
+  static const char sg_ext[] = "#extension GL_KHR_shader_subgroup_arithmetic : require";
+  bool sg = !subgroups && strstr(src, "subgroupAdd"), dot = !int_dot && strstr(src, GLSL_INT_DOT);
+  if (!sg && !dot)
+    return MLC_OK;
+  char *own = mlc_strdup(src);
+  if (!own)
+    return mlc_err(MLC_ERR_NOMEM, "out of memory");
+  /* blanked with spaces, so nothing moves (line numbers of compiler messages stay) */
+  for (char *p = sg ? strstr(own, sg_ext) : NULL; p; p = strstr(p, sg_ext))
+    memset(p, ' ', sizeof sg_ext - 1);
+  for (char *p = sg ? strstr(own, "if (gl_SubgroupSize") : NULL; p; p = strstr(p, "if (gl_SubgroupSize"))
+    for (; *p && *p != '\n'; p++)
+      *p = ' ';
+  for (char *p = dot ? strstr(own, GLSL_INT_DOT) : NULL; p; p = strstr(p, GLSL_INT_DOT))
+    memset(p, ' ', strlen(GLSL_INT_DOT));
+  *out = own;
+  return MLC_OK;
+}
 
 /* GLSL: whether the tree at n (expression or statement) holds a node of op a or b (seen: per node
  * id, as expressions are shared) */
@@ -1011,17 +1199,46 @@ static bool glsl_uniform_for(rctx *r, const kir_node *n) {
   return true;
 }
 
+/* GLSL: mlc_lane_sum over values of type T (float or vec4; overloads), through mlc_sg_add. Every
+ * subgroup operation is on an "if (gl_SubgroupSize" line, which the backend blanks on devices
+ * without subgroup arithmetic (kir_glsl_for_device): s stays 0 there (s: size, id, count, this
+ * invocation's index in its subgroup). The sum over the workgroup (KIR_LANE_SUM): one subgroup
+ * holds it (NVIDIA 32, AMD 64 for a workgroup of 32), or the subgroups' sums through shared memory
+ * red, or a shared-memory tree; the same order on every invocation. */
+static void glsl_lane_sum_fn(mlc_buf *o, const char *T, const char *red, int nl) {
+  mlc_buf_printf(o, "%s mlc_sg_add(%s v, inout uvec4 s) {\n"
+                    "  if (gl_SubgroupSize > 0u) { s = uvec4(gl_SubgroupSize, gl_SubgroupID, gl_NumSubgroups, "
+                    "gl_SubgroupInvocationID); return subgroupAdd(v); }\n"
+                    "  return v;\n}\n", T, T);
+  mlc_buf_printf(o, "%s mlc_lane_sum(%s v) {\n"
+                    "  uvec4 s = uvec4(0u);\n  %s t = mlc_sg_add(v, s);\n"
+                    "  if (s.x >= %du) return t;\n"
+                    "  uint l = gl_LocalInvocationID.x;\n  barrier();\n"
+                    "  if (s.x > 0u) {\n"
+                    "    if (s.w == 0u) %s[s.y] = t;\n    barrier();\n"
+                    "    t = %s(0.0);\n    for (uint i = 0u; i < s.z; i++) t += %s[i];\n    return t;\n  }\n"
+                    "  %s[l] = v;\n  barrier();\n"
+                    "  for (uint h = %du; h > 0u; h >>= 1) {\n    if (l < h) %s[l] += %s[l + h];\n"
+                    "    barrier();\n  }\n  return %s[0];\n}\n",
+                 T, T, T, nl, red, T, red, red, nl / 2, red, red, red);
+}
+
 static void render_glsl(rctx *r) {
   const kir_kernel *k = r->k;
   mlc_buf *o = r->out;
   /* with lanes: one workgroup of `lanes` invocations per parallel index, the lane sums through
    * subgroups or shared memory (uniform control flow: the whole workgroup shares its index); the
    * Vulkan backend reads the "mlc_lanes" marker to dispatch one workgroup per index */
+  bool dp4a = glsl_has_op(k, k->body, KIR_DP4A, KIR_DP4A);
   if (k->lanes > 1)
-    mlc_buf_printf(o, "#version 450\n#extension GL_KHR_shader_subgroup_arithmetic : require\n// kernel %s\n// mlc_lanes=%d\n"
-                   "layout(local_size_x = %d) in;\n", k->name, k->lanes, k->lanes);
+    mlc_buf_printf(o, "#version 450\n#extension GL_KHR_shader_subgroup_arithmetic : require\n%s// kernel %s\n// mlc_lanes=%d\n"
+                   "layout(local_size_x = %d) in;\n", dp4a ? GLSL_DP4A_EXT : "", k->name, k->lanes, k->lanes);
   else
-    mlc_buf_printf(o, "#version 450\n// kernel %s\nlayout(local_size_x = 64) in;\n", k->name);
+    mlc_buf_printf(o, "#version 450\n%s// kernel %s\nlayout(local_size_x = 64) in;\n", dp4a ? GLSL_DP4A_EXT : "", k->name);
+  /* P outputs per parallel index (kir_kernel.per_index): the backend dispatches ceil(grid / P)
+   * indices and passes the range [g0, g1) in indices */
+  if (k->per_index > 1)
+    mlc_buf_printf(o, "// mlc_per=%d\n", k->per_index);
   int binding = 0;
   for (int i = 0; i < k->nbuf; i++) {
     const kir_buf *b = &k->bufs[i];
@@ -1032,34 +1249,39 @@ static void render_glsl(rctx *r) {
                    binding, et, bname(r, b));
     binding++;
   }
+  /* vec4 views of the buffers read by 16-byte loads (the same binding: aliases; after every
+   * buffer's own declaration, which the backend reads for `readonly`) */
+  unsigned vec = glsl_vec_bufs(k, k->body);
+  binding = 0;
+  for (int i = 0; i < k->nbuf; i++) {
+    const kir_buf *b = &k->bufs[i];
+    if (b->local)
+      continue;
+    if (vec & (1u << i))
+      mlc_buf_printf(o, "layout(std430, binding = %d) readonly buffer Buf%dv { %s %s_v[]; };\n", binding, binding,
+                     b->dtype == MLC_F32 ? "vec4" : "ivec4", bname(r, b));
+    binding++;
+  }
   /* params: one block at a fixed binding after the largest buffer list (src/backend/vulkan) */
   mlc_buf_printf(o, "layout(std430, binding = %d) readonly buffer Params { int ip[16]; float fp[4]; int mlc_g0; int mlc_g1; "
                  "int mlc_bo[%d]; };\n", KIR_MAX_BUFS, KIR_MAX_BUFS);
   mlc_buf_puts(o, GLSL_ERF);
+  if (dp4a)
+    mlc_buf_puts(o, GLSL_DP4A);
+  if (glsl_has_op(k, k->body, KIR_ROUND, KIR_ROUND))
+    /* KIR_TOI(KIR_ROUND(x)), |x| < 2^22 (kir.h): the float add rounds x to an integer (halves to
+     * even) in the low mantissa bits of 1.5 * 2^23 + x, no conversion instructions (a quarter of
+     * the float rate on NVIDIA GPUs); `precise`: never contracted with a product into an FMA */
+    mlc_buf_puts(o, "int mlc_rint(float x) {\n  precise float t = x + 12582912.0;\n  return floatBitsToInt(t) - 0x4B400000;\n}\n");
   if (k->lanes > 1) {
     int nl = k->lanes;
     MLC_ASSERT(!(nl & (nl - 1)) && (nl <= 32 || nl % 32 == 0)); /* the tree; warps of 32 */
     mlc_buf_printf(o, "shared float mlc_red[%d];\n", nl);
-    /* every subgroup operation on the one line the backend blanks on devices without subgroup
-     * arithmetic (vk_device.c make_pipeline): s stays 0 there (s: size, id, count, this
-     * invocation's index in its subgroup) */
-    mlc_buf_puts(o, "float mlc_sg_add(float v, inout uvec4 s) {\n"
-                    "  if (gl_SubgroupSize > 0u) { s = uvec4(gl_SubgroupSize, gl_SubgroupID, gl_NumSubgroups, "
-                    "gl_SubgroupInvocationID); return subgroupAdd(v); }\n"
-                    "  return v;\n}\n");
-    /* the sum over the workgroup (KIR_LANE_SUM): one subgroup holds it (NVIDIA 32, AMD 64 for a
-     * workgroup of 32), or the subgroups' sums through shared memory, or a shared-memory tree;
-     * the same order on every invocation */
-    mlc_buf_printf(o, "float mlc_lane_sum(float v) {\n"
-                      "  uvec4 s = uvec4(0u);\n  float t = mlc_sg_add(v, s);\n"
-                      "  if (s.x >= %du) return t;\n"
-                      "  uint l = gl_LocalInvocationID.x;\n  barrier();\n"
-                      "  if (s.x > 0u) {\n"
-                      "    if (s.w == 0u) mlc_red[s.y] = t;\n    barrier();\n"
-                      "    t = 0.0;\n    for (uint i = 0u; i < s.z; i++) t += mlc_red[i];\n    return t;\n  }\n"
-                      "  mlc_red[l] = v;\n  barrier();\n"
-                      "  for (uint h = %du; h > 0u; h >>= 1) {\n    if (l < h) mlc_red[l] += mlc_red[l + h];\n"
-                      "    barrier();\n  }\n  return mlc_red[0];\n}\n", nl, nl / 2);
+    glsl_lane_sum_fn(o, "float", "mlc_red", nl);
+    if (glsl_has_sum_run(k, k->body)) { /* four lane sums at once (glsl_lane_sums) */
+      mlc_buf_printf(o, "shared vec4 mlc_red4[%d];\n", nl);
+      glsl_lane_sum_fn(o, "vec4", "mlc_red4", nl);
+    }
     if (nl > 32) {
       /* KIR_LANE_SUM i = 32: over this invocation's warp (32 consecutive invocations); a
        * subgroup of 32 is one (NVIDIA); else through shared memory, in order */
@@ -1264,7 +1486,7 @@ void kir_render(const kir_kernel *k, kir_lang lang, mlc_buf *out) {
 
   MLC_ASSERT(k->lanes <= 1 || lang == KIR_LANG_CUDA || lang == KIR_LANG_GLSL); /* lanes: CUDA and GLSL so far */
   MLC_ASSERT(k->grid_step <= 1 || lang == KIR_LANG_C); /* range steps: the C target */
-  MLC_ASSERT(k->per_index <= 1 || lang == KIR_LANG_CUDA); /* outputs per index: CUDA */
+  MLC_ASSERT(k->per_index <= 1 || lang == KIR_LANG_CUDA || lang == KIR_LANG_GLSL); /* outputs per index */
   MLC_ASSERT(k->row_tile <= 0 || lang == KIR_LANG_CUDA);  /* tiles of rows: CUDA (an alt kernel: ignored elsewhere) */
   if (lang == KIR_LANG_C)
     render_c(&r);

@@ -309,6 +309,7 @@ static mlc_status bind_kernels(mlc_model *m) {
   const char **names = calloc((size_t)m->nlaunch + 1, sizeof *names);
   char **srcs = calloc((size_t)m->nlaunch + 1, sizeof *srcs);
   mlc_status st = names && srcs ? MLC_OK : mlc_err(MLC_ERR_NOMEM, "out of memory");
+  const mlc_tunables tu = mlc_tunables_dev(m->dev->caps.lang, m->dev->caps.int8_dot);
   for (int pass = 0; pass < 2 && st == MLC_OK; pass++) {
     bool generic = m->opt.generic_kernels;
     n = 0;
@@ -326,7 +327,7 @@ static mlc_status bind_kernels(mlc_model *m) {
       srcs[n] = NULL;
       if (!generic || !m->dev->caps.generic_kernels) {
         mlc_kdesc d = L->d;
-        kir_kernel *kk = mlc_lower(&d, mlc_tunables_for(m->dev->caps.lang));
+        kir_kernel *kk = mlc_lower(&d, &tu);
         mlc_buf b = {0};
         kir_render(kk, m->dev->caps.lang, &b);
         kir_free(kk);

@@ -20,7 +20,12 @@
  *   buffer; else the step is recorded, with a memory barrier before each dispatch that touches a
  *   buffer range an earlier dispatch since the last barrier wrote, or writes one it read
  *   (MLC_VULKAN_ALL_BARRIERS=1: after every dispatch). Transfers go in a separate command buffer
- *   submitted first. A fence waits for each submission.
+ *   submitted first; staged writes are recorded there (not submitted), and a staged read of the
+ *   pending step's results goes in a third one submitted after it, so a decode step is one
+ *   submission. A fence waits for each submission.
+ * - Kernels may take 8-bit integer dot products (shaderIntegerDotProduct, enabled where present:
+ *   render.c's KIR_DP4A); MLC_VULKAN_INT_DOT=0 hides it, =emulate keeps the 8-bit GEMVs with
+ *   the dot product emulated.
  * - MLC_VULKAN_PROFILE=1: timestamps around every dispatch, a table per kernel at destruction;
  *   MLC_VULKAN_STATS=1: dispatches, barriers, GPU and submit times per step.
  * - One VkInstance per process and one VkDevice per GPU, kept for the process (vk_shared).
@@ -150,6 +155,7 @@ struct mlc_dmodule {
   VkPipeline *pipe; /* per kernel index (duplicates share: owned[i] says who frees) */
   bool *owned;
   int *lanes;       /* invocations per parallel index: a workgroup each when > 1 (render.c) */
+  int *per;         /* outputs per parallel index ("mlc_per=P"): ceil(grid / P) indices are dispatched */
   uint32_t *wmask;  /* per kernel: bindings not declared `readonly` (render.c), i.e. possibly written */
   char **name;      /* per kernel (profile) */
 };
@@ -157,7 +163,8 @@ struct mlc_dmodule {
 typedef struct vk_info {
   VkPhysicalDeviceProperties props;
   uint32_t subgroup_size, subgroup_ops, subgroup_stages;
-  bool fp16, int8, storage16, storage8, int_dot, coop_matrix, api12;
+  bool fp16, int8, storage16, storage8, coop_matrix, api12;
+  bool int_dot, int_dot_ext; /* shaderIntegerDotProduct; VK_KHR_shader_integer_dot_product listed */
   uint64_t heap_bytes, device_local_bytes;
 } vk_info;
 
@@ -176,6 +183,9 @@ typedef struct vk_device {
   VkPipelineLayout layout;
   VkCommandPool cpool;
   VkCommandBuffer cb; /* transfers (copies, fills, staging), submitted before the step */
+  VkCommandBuffer cb_after; /* reads through staging of what the pending step writes: after it */
+  bool recording_after;
+  size_t stage_off;   /* staging bytes taken by the copies recorded since the last submission */
   VkFence fence;
   bool recording;
   vk_op *pend;        /* dispatches launched since the last submission (STEP_MAX) */
@@ -184,6 +194,8 @@ typedef struct vk_device {
   int cached;         /* index of the step that may be replayed, or -1 */
   bool no_replay;     /* MLC_VULKAN_NO_REPLAY=1: record every step */
   bool all_barriers;  /* MLC_VULKAN_ALL_BARRIERS=1: a barrier after every dispatch (no elision) */
+  bool int8_dot;      /* caps.int8_dot: the compiler takes the 8-bit activation GEMVs */
+  bool sdot;          /* KIR_DP4A by the SPIR-V integer dot product (else its emulation; render.c) */
   long replays;
   vk_track track, ideal; /* record_step's hazard tracking (ideal: the estimate, never used to elide) */
   /* MLC_VULKAN_PROFILE=1: timestamps around every dispatch; MLC_VULKAN_STATS=1: around every step */
@@ -204,7 +216,7 @@ typedef struct vk_device {
   size_t align;       /* minStorageBufferOffsetAlignment */
   size_t max_range;   /* maxStorageBufferRange */
   uint32_t max_groups;
-  char desc[256];
+  char desc[384];
 } vk_device;
 
 static const char *vk_result_name(VkResult r) {
@@ -333,24 +345,30 @@ static void query_info(const vk_fns *f, VkPhysicalDevice pd, vk_info *in) {
   in->subgroup_ops = sg.supportedOperations;
   in->subgroup_stages = sg.supportedStages;
   in->api12 = in->props.apiVersion >= VK_API_VERSION_1_2;
+  uint32_t ne = 0;
+  f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, NULL);
+  VkExtensionProperties *ext = calloc(ne ? ne : 1, sizeof *ext);
+  if (ext && f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, ext) == VK_SUCCESS) {
+    in->int_dot_ext = has_ext(ext, ne, "VK_KHR_shader_integer_dot_product");
+    in->coop_matrix = has_ext(ext, ne, "VK_KHR_cooperative_matrix") || has_ext(ext, ne, "VK_NV_cooperative_matrix");
+  }
+  free(ext);
+  /* the integer dot product is a feature (core in 1.3, else the extension's): asked only where
+   * the structure is known */
+  VkPhysicalDeviceShaderIntegerDotProductFeatures dot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
   VkPhysicalDevice16BitStorageFeatures s16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+  if (in->props.apiVersion >= VK_API_VERSION_1_3 || in->int_dot_ext)
+    s16.pNext = &dot;
   VkPhysicalDeviceVulkan12Features v12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, .pNext = &s16};
   VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = in->api12 ? (void *)&v12 : (void *)&s16};
   f->vkGetPhysicalDeviceFeatures2(pd, &f2);
   in->storage16 = s16.storageBuffer16BitAccess;
+  in->int_dot = dot.shaderIntegerDotProduct;
   if (in->api12) {
     in->fp16 = v12.shaderFloat16;
     in->int8 = v12.shaderInt8;
     in->storage8 = v12.storageBuffer8BitAccess;
   }
-  uint32_t ne = 0;
-  f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, NULL);
-  VkExtensionProperties *ext = calloc(ne ? ne : 1, sizeof *ext);
-  if (ext && f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, ext) == VK_SUCCESS) {
-    in->int_dot = in->props.apiVersion >= VK_API_VERSION_1_3 || has_ext(ext, ne, "VK_KHR_shader_integer_dot_product");
-    in->coop_matrix = has_ext(ext, ne, "VK_KHR_cooperative_matrix") || has_ext(ext, ne, "VK_NV_cooperative_matrix");
-  }
-  free(ext);
   VkPhysicalDeviceMemoryProperties mp;
   f->vkGetPhysicalDeviceMemoryProperties(pd, &mp);
   for (uint32_t i = 0; i < mp.memoryHeapCount; i++) {
@@ -473,17 +491,30 @@ static void buf_free(vk_device *v, mlc_dmem *m) {
 /* ---- command recording ---- */
 static mlc_status flush(vk_device *v);
 
+/* Starts (or continues) recording into cb. */
+static mlc_status begin_cb(vk_device *v, VkCommandBuffer cb, bool *recording) {
+  if (*recording)
+    return MLC_OK;
+  VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                 .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+  VKCHECK(v->f.vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
+  *recording = true;
+  return MLC_OK;
+}
 /* Starts (or continues) recording transfers; launches pending before them are submitted first. */
 static mlc_status begin(vk_device *v) {
   if (v->npend)
     MLC_TRY(flush(v));
-  if (v->recording)
-    return MLC_OK;
-  VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                 .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-  VKCHECK(v->f.vkBeginCommandBuffer(v->cb, &bi), "vkBeginCommandBuffer");
-  v->recording = true;
-  return MLC_OK;
+  return begin_cb(v, v->cb, &v->recording);
+}
+/* Staging bytes for one copy recorded into the next submission: [*at, *at + n), 16-byte aligned;
+ * false when the buffer is full until that submission has run. */
+static bool stage_take(vk_device *v, size_t n, size_t *at) {
+  if (v->stage_off + n > STAGING_BYTES)
+    return false;
+  *at = v->stage_off;
+  v->stage_off = (v->stage_off + n + 15) & ~(size_t)15;
+  return true;
 }
 
 /* Every earlier compute or transfer write is visible to every later compute or transfer access. */
@@ -707,11 +738,11 @@ static void stats_print(vk_device *v) {
 }
 
 /* Submits the recorded transfers, then the pending dispatches (the recorded step again when they
- * equal it, else newly recorded), and waits. */
+ * equal it, else newly recorded), then the reads recorded after them (cb_after), and waits. */
 static mlc_status flush(vk_device *v) {
-  if (!v->recording && !v->npend)
+  if (!v->recording && !v->npend && !v->recording_after)
     return MLC_OK;
-  VkCommandBuffer cbs[2];
+  VkCommandBuffer cbs[3];
   uint32_t ncb = 0;
   bool had_cb = v->recording;
   if (v->recording) {
@@ -739,6 +770,12 @@ static mlc_status flush(vk_device *v) {
     cbs[ncb++] = v->step[s].cb;
     v->npend = 0;
   }
+  bool had_after = v->recording_after;
+  if (had_after) {
+    v->recording_after = false;
+    VKCHECK(v->f.vkEndCommandBuffer(v->cb_after), "vkEndCommandBuffer");
+    cbs[ncb++] = v->cb_after;
+  }
   VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = ncb, .pCommandBuffers = cbs};
   double t0 = mlc_now();
   pthread_mutex_lock(v->qlock);
@@ -752,6 +789,9 @@ static mlc_status flush(vk_device *v) {
   VKCHECK(v->f.vkResetFences(v->dev, 1, &v->fence), "vkResetFences");
   if (had_cb)
     VKCHECK(v->f.vkResetCommandBuffer(v->cb, 0), "vkResetCommandBuffer");
+  if (had_after)
+    VKCHECK(v->f.vkResetCommandBuffer(v->cb_after, 0), "vkResetCommandBuffer");
+  v->stage_off = 0; /* the recorded copies have run */
   if (s >= 0) {
     v->cached = s;
     step_done(v, s, replayed, wall_ms);
@@ -759,10 +799,13 @@ static mlc_status flush(vk_device *v) {
   return MLC_OK;
 }
 
-static void copy_cmd(vk_device *v, VkBuffer dst, size_t doff, VkBuffer src, size_t soff, size_t n) {
+static void copy_on(vk_device *v, VkCommandBuffer cb, VkBuffer dst, size_t doff, VkBuffer src, size_t soff, size_t n) {
   VkBufferCopy c = {.srcOffset = soff, .dstOffset = doff, .size = n};
-  v->f.vkCmdCopyBuffer(v->cb, src, dst, 1, &c);
-  barrier(v);
+  v->f.vkCmdCopyBuffer(cb, src, dst, 1, &c);
+  barrier_on(v, cb);
+}
+static void copy_cmd(vk_device *v, VkBuffer dst, size_t doff, VkBuffer src, size_t soff, size_t n) {
+  copy_on(v, v->cb, dst, doff, src, soff, n);
 }
 
 /* ---- the device API ---- */
@@ -781,19 +824,26 @@ static mlc_status vk_alloc(mlc_device *d, size_t bytes, mlc_dmem **out) {
   return st;
 }
 
+/* Writes through staging are recorded, not submitted: the copies of a step's inputs go in one
+ * submission with the step (the transfers run first); pending dispatches, which may read the old
+ * contents, are submitted before. */
 static mlc_status vk_write(mlc_device *d, mlc_dmem *m, size_t off, const void *src, size_t n) {
   vk_device *v = (vk_device *)d;
-  MLC_TRY(flush(v)); /* recorded work may use the old contents */
   if (m->map) {
+    MLC_TRY(flush(v)); /* recorded work may use the old contents */
     memcpy((char *)m->map + off, src, n);
     return MLC_OK;
   }
   for (size_t done = 0; done < n;) {
-    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
-    memcpy(v->staging->map, (const char *)src + done, c);
+    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES, at = 0;
     MLC_TRY(begin(v));
-    copy_cmd(v, m->buf, off + done, v->staging->buf, 0, c);
-    MLC_TRY(flush(v));
+    if (!stage_take(v, c, &at)) {
+      MLC_TRY(flush(v));
+      MLC_TRY(begin(v));
+      stage_take(v, c, &at);
+    }
+    memcpy((char *)v->staging->map + at, (const char *)src + done, c);
+    copy_cmd(v, m->buf, off + done, v->staging->buf, at, c);
     done += c;
   }
   return MLC_OK;
@@ -807,11 +857,22 @@ static mlc_status vk_read(mlc_device *d, mlc_dmem *m, size_t off, void *dst, siz
     return MLC_OK;
   }
   for (size_t done = 0; done < n;) {
-    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
-    MLC_TRY(begin(v));
-    copy_cmd(v, v->staging->buf, 0, m->buf, off + done, c);
+    size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES, at = 0;
+    if (v->npend && stage_take(v, c, &at)) {
+      /* after the pending step, in its submission (a decode step: inputs, step and logits in one) */
+      MLC_TRY(begin_cb(v, v->cb_after, &v->recording_after));
+      copy_on(v, v->cb_after, v->staging->buf, at, m->buf, off + done, c);
+    } else {
+      MLC_TRY(begin(v));
+      if (!stage_take(v, c, &at)) {
+        MLC_TRY(flush(v));
+        MLC_TRY(begin(v));
+        stage_take(v, c, &at);
+      }
+      copy_cmd(v, v->staging->buf, at, m->buf, off + done, c);
+    }
     MLC_TRY(flush(v));
-    memcpy((char *)dst + done, v->staging->map, c);
+    memcpy((char *)dst + done, (const char *)v->staging->map + at, c);
     done += c;
   }
   return MLC_OK;
@@ -865,6 +926,7 @@ static void vk_module_free(mlc_device *d, mlc_dmodule *mod) {
   free(mod->pipe);
   free(mod->owned);
   free(mod->lanes);
+  free(mod->per);
   free(mod);
 }
 
@@ -883,27 +945,17 @@ static uint32_t write_mask(const char *src) {
   return m;
 }
 
-/* Blanks every occurrence of line `what` in s (same length, so nothing moves). */
-static void blank(char *s, const char *what) {
-  for (char *p = strstr(s, what); p; p = strstr(p, what))
-    memset(p, ' ', strlen(what));
-}
-
 static mlc_status make_pipeline(vk_device *v, const char *name, const char *src, int verbose, VkPipeline *out) {
   uint32_t *spv = NULL;
   size_t nb = 0;
   bool cached = false;
   double t0 = mlc_now();
   char *own = NULL;
-  if (!v->base.caps.subgroup_size && strstr(src, "subgroupAdd")) {
-    /* no subgroup arithmetic in compute: the lane sum keeps only its shared-memory tree */
-    if (!(own = mlc_strdup(src)))
-      return mlc_err(MLC_ERR_NOMEM, "out of memory");
-    blank(own, "#extension GL_KHR_shader_subgroup_arithmetic : require");
-    for (char *p = strstr(own, "if (gl_SubgroupSize"); p && *p != '\n'; p++)
-      *p = ' ';
+  /* no subgroup arithmetic in compute: the lane sums keep their shared-memory paths; no (or no
+   * wanted) integer dot product: KIR_DP4A's emulation */
+  MLC_TRY(kir_glsl_for_device(src, v->base.caps.subgroup_size > 0, v->sdot, &own));
+  if (own)
     src = own;
-  }
   mlc_status cst = mlc_glsl_to_spirv(src, name, &spv, &nb, &cached);
   free(own);
   MLC_TRY(cst);
@@ -937,12 +989,14 @@ static mlc_status vk_build(mlc_device *d, const char *const *names, const char *
   if (!mod || !(mod->pipe = calloc((size_t)(n ? n : 1), sizeof *mod->pipe)) ||
       !(mod->owned = calloc((size_t)(n ? n : 1), sizeof *mod->owned)) ||
       !(mod->lanes = calloc((size_t)(n ? n : 1), sizeof *mod->lanes)) ||
+      !(mod->per = calloc((size_t)(n ? n : 1), sizeof *mod->per)) ||
       !(mod->wmask = calloc((size_t)(n ? n : 1), sizeof *mod->wmask)) ||
       !(mod->name = calloc((size_t)(n ? n : 1), sizeof *mod->name))) {
     if (mod) {
       free(mod->pipe);
       free(mod->owned);
       free(mod->lanes);
+      free(mod->per);
       free(mod->wmask);
     }
     free(mod);
@@ -963,11 +1017,17 @@ static mlc_status vk_build(mlc_device *d, const char *const *names, const char *
     if (j < i) {
       mod->pipe[i] = mod->pipe[j];
       mod->lanes[i] = mod->lanes[j];
+      mod->per[i] = mod->per[j];
       mod->wmask[i] = mod->wmask[j];
       continue;
     }
-    const char *ln = strstr(sources[i], "// mlc_lanes=");
+    const char *ln = strstr(sources[i], "// mlc_lanes="), *pm = strstr(sources[i], "// mlc_per=");
     mod->lanes[i] = ln ? atoi(ln + 13) : 1;
+    mod->per[i] = pm ? atoi(pm + 11) : 1;
+    if (mod->per[i] < 1) {
+      st = mlc_err(MLC_ERR_INTERNAL, "vulkan: kernel %s: bad outputs per index %d", names[i], mod->per[i]);
+      break;
+    }
     mod->wmask[i] = write_mask(sources[i]);
     st = make_pipeline(v, names[i], sources[i], verbose, &mod->pipe[i]);
     mod->owned[i] = st == MLC_OK;
@@ -991,6 +1051,7 @@ static mlc_status vk_launch(mlc_device *d, mlc_dmodule *mod, int k, mlc_dmem *co
     return mlc_err(MLC_ERR_INTERNAL, "vulkan: %d buffers in one launch", nbuf);
   if (grid > INT32_MAX)
     return mlc_err(MLC_ERR_LIMIT, "vulkan: a parallel range of %lld exceeds 32-bit indices", (long long)grid);
+  grid = (grid + mod->per[k] - 1) / mod->per[k]; /* parallel indices of P outputs each (render.c mlc_per) */
   vk_op op;
   memset(&op, 0, sizeof op); /* compared byte for byte */
   op.pipe = mod->pipe[k];
@@ -1139,6 +1200,17 @@ static mlc_status shared_device(vk_device *v, vk_shared **out) {
   VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = sh->qfam,
                                 .queueCount = 1, .pQueuePriorities = &prio};
   VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1, .pQueueCreateInfos = &qi};
+  /* the integer dot product (KIR_DP4A's OpSDot: render.c GLSL_DP4A), with its extension before 1.3 */
+  VkPhysicalDeviceShaderIntegerDotProductFeatures dot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES,
+                                                         .shaderIntegerDotProduct = VK_TRUE};
+  const char *dot_ext = "VK_KHR_shader_integer_dot_product";
+  if (v->info.int_dot) {
+    di.pNext = &dot;
+    if (v->info.props.apiVersion < VK_API_VERSION_1_3) {
+      di.enabledExtensionCount = 1;
+      di.ppEnabledExtensionNames = &dot_ext;
+    }
+  }
   VKCHECK(g_f.vkCreateDevice(v->phys, &di, NULL, &sh->dev), "vkCreateDevice");
 #define LOAD(fn)                                                                                                      \
   sh->f.fn = (PFN_##fn)g_f.vkGetDeviceProcAddr(sh->dev, #fn);                                                         \
@@ -1224,6 +1296,7 @@ static mlc_status init(vk_device *v, int index) {
   VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = v->cpool,
                                      .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
   VKCHECK(v->f.vkAllocateCommandBuffers(v->dev, &cai, &v->cb), "vkAllocateCommandBuffers");
+  VKCHECK(v->f.vkAllocateCommandBuffers(v->dev, &cai, &v->cb_after), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   VKCHECK(v->f.vkCreateFence(v->dev, &fi, NULL, &v->fence), "vkCreateFence");
   MLC_TRY(buf_new(v, STAGING_BYTES, true, &v->staging));
@@ -1255,6 +1328,12 @@ static mlc_status init(vk_device *v, int index) {
   }
 
   const vk_info *in = &v->info;
+  /* 8-bit activation GEMVs (lower.c qgemv_i8) on devices with the integer dot product;
+   * $MLC_VULKAN_INT_DOT=0: as a device without (f32 GEMVs), =emulate: those GEMVs with the dot
+   * products emulated (tests: the emulation's path on a device that has the instruction) */
+  const char *idot = getenv("MLC_VULKAN_INT_DOT");
+  v->int8_dot = in->int_dot && !(idot && !strcmp(idot, "0"));
+  v->sdot = v->int8_dot && !(idot && !strcmp(idot, "emulate"));
   bool arith = (in->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && (in->subgroup_stages & VK_SHADER_STAGE_COMPUTE_BIT);
   const char *nosg = getenv("MLC_VULKAN_NO_SUBGROUPS"); /* tests: the path of devices without them */
   if (nosg && *nosg && strcmp(nosg, "0"))
@@ -1267,11 +1346,14 @@ static mlc_status init(vk_device *v, int index) {
       .max_shared = l->maxComputeSharedMemorySize,
       .max_binding = v->max_range,
       .fp16 = in->fp16,
-      .int8_dot = in->int_dot && in->int8,
+      .int8_dot = v->int8_dot,
   };
   mlc_buf b2 = {0};
   mlc_buf_puts(&b2, "vulkan: ");
   describe_info(in, &b2);
+  /* what the kernels of this device take (MLC_VULKAN_INT_DOT may turn it off) */
+  mlc_buf_printf(&b2, "; 4-bit GEMVs: %s", v->sdot ? "8-bit activations, integer dot product"
+                                           : v->int8_dot ? "8-bit activations, dot product emulated" : "f32 activations");
   snprintf(v->desc, sizeof v->desc, "%s", b2.data ? b2.data : "vulkan");
   mlc_buf_free(&b2);
   return MLC_OK;
