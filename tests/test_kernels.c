@@ -1029,6 +1029,8 @@ static void case_sample(int rows, int V, int64_t xs, bool ties) {
     pr[MLC_SAMPLE_U] = (float)((below + p[pick] / 2) / W);
     expect(c, o, (size_t)r, pick);
   }
+}
+
 /* Real shapes of the GPUs' 4-bit GEMV with 8-bit activations (lower.c qgemv_i8): outputs per index
  * 1-8, lanes 4 to 64 (two warps: K 14336, the down projection's), K not a multiple of 32 lanes'
  * groups, tiles of rows, gate and up. Run by test_cuda_kernels and test_device_kernels. */
