@@ -246,7 +246,11 @@ static int wdot_lanes(lctx *c, kir_block *blk, const wsrc *w, int n, kir_node *r
   kir_node *base = MUL(ADD(MUL(V(kk), I(c, L)), kir_lane(k)), I(c, n));
   kir_block body = {0};
   kir_push(&body, kir_vload(k, wv, w->buf, ADD(MUL(row, w->K), base)));
-  kir_node *upd = kir_assign(k, acc, ADD(V(acc), MUL(LD(wv, V(e)), LD(X, ADD(xbase, ADD(base, V(e)))))));
+  /* x's n values by wide loads too (CUDA: 16-byte loads where aligned), not n scalar loads */
+  snprintf(nm, sizeof nm, "xv_%s", tag);
+  int xv = kir_buf_local(k, nm, MLC_F32, n);
+  kir_push(&body, kir_vload(k, xv, X, ADD(xbase, base)));
+  kir_node *upd = kir_assign(k, acc, ADD(V(acc), MUL(LD(wv, V(e)), LD(xv, V(e)))));
   kir_push(&body, kir_for(k, e, I(c, 0), I(c, n), KIR_LOOP_UNROLL, upd));
   int64_t trips = w->K->i / (L * n);
   kir_push(blk, kir_for(k, kk, I(c, 0), I(c, trips), trips <= 32 ? KIR_LOOP_UNROLL : KIR_LOOP_SERIAL,
