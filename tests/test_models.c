@@ -185,7 +185,7 @@ static void run_case(const char *label, const char *dir, const ref *r, double to
 
 /* Layers whose attention reads q, k and v as one weight of (Hq + 2 Hkv) D rows that builder.c
  * fuse_adjacent made of the loader's adjacent windows ("layers.L.qkv(adjacent)"), counted where a
- * live op reads it: the fused path taken. */
+ * live op reads it: the fused path taken (with q/k/v biases only when they were fused too). */
 static int fused_qkv_layers(const mlc_model *m) {
   const mlc_graph *g = &m->g;
   int64_t rows = (int64_t)(m->cfg.num_heads + 2 * m->cfg.num_kv_heads) * m->cfg.head_dim;
@@ -209,8 +209,7 @@ static int fused_qkv_layers(const mlc_model *m) {
  * windows and builder.c fuse_adjacent reads again as one weight: one matmul over the three
  * windows' memory, nothing copied. The fixtures keep q, k, v apart, so only this case runs that
  * path on a device. Checks on $MLC_TEST_DEVICE:
- *  - every layer reads the fused weight (none where q/k/v have biases: the builder leaves those
- *    as three matmuls);
+ *  - every layer reads the fused weight (with the fused biases where q/k/v have them);
  *  - the logits against the same package with the fusion off (MLC_NO_FUSE_QKV=1: three matmuls
  *    over the same windows), which must not fuse: wrong offsets, rows or scales in the fused
  *    weight show here whatever the quantization's own error;
@@ -243,7 +242,7 @@ static void package_case(const char *tmp, const char *fixture, const char *schem
   char msg[256], l2[300];
   float *lg = prompt_logits(label, out, NULL, &r, 0, &m, &s);
   if (lg) {
-    int want = m->cfg.attention_bias ? 0 : m->cfg.num_layers, got = fused_qkv_layers(m);
+    int want = m->cfg.num_layers, got = fused_qkv_layers(m);
     snprintf(msg, sizeof msg, "%d of %d layers read q, k, v as one fused weight (want %d)", got, m->cfg.num_layers,
              want);
     snprintf(l2, sizeof l2, "%s fused q/k/v", label);
