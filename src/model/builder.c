@@ -371,8 +371,10 @@ static int rope(mlc_builder *b, int x, int64_t heads, int64_t D) {
 /* Weights w[0..n) that lie back to back in memory, with their scales (the q, k, v windows of an
  * MLC package's fused qkv_proj, which the loader splits), as one weight of their rows together,
  * so that one GEMV launch reads them; -1 where they do not (separate tensors: nothing is copied).
- * The parts stay in the graph unread (the runtime uploads only weights that ops read). */
-static int fuse_adjacent(mlc_builder *b, const int *w, int n, const char *name) {
+ * vec: the parts are [1, N] vectors (the biases of those weights, windows of the fused bias),
+ * joined along their columns instead. The parts stay in the graph unread (the runtime uploads
+ * only weights that ops read). */
+static int fuse_adjacent(mlc_builder *b, const int *w, int n, bool vec, const char *name) {
   mlc_graph *g = b->g;
   if (b->tp_n > 1 || getenv("MLC_NO_FUSE_QKV"))
     return -1;
@@ -381,15 +383,15 @@ static int fuse_adjacent(mlc_builder *b, const int *w, int n, const char *name) 
       return -1;
   const mlc_tensor *t0 = &g->t[w[0]];
   const mlc_qscheme *q = mlc_qscheme_of(t0->dtype);
-  if ((q && q->kn) || !t0->data || (q && t0->scale_tensor < 0))
+  if ((q && (q->kn || vec)) || !t0->data || (q && t0->scale_tensor < 0))
     return -1;
   const char *next = t0->data, *snext = q ? g->t[t0->scale_tensor].data : NULL;
-  int64_t rows = 0;
+  int64_t rows = 0, cols = 0;
   for (int i = 0; i < n; i++) {
     const mlc_tensor *t = &g->t[w[i]];
-    if (t->dtype != t0->dtype || t->cols != t0->cols || t->rows.n || t->rows.m || t->data != next)
-      return -1;
     int64_t r = mlc_sym_eval(t->rows, 0, 0);
+    if (t->dtype != t0->dtype || (vec ? r != 1 : t->cols != t0->cols) || t->rows.n || t->rows.m || t->data != next)
+      return -1;
     next += mlc_weight_bytes(t->dtype, r, t->cols);
     if (q) {
       if (t->scale_tensor < 0 || g->t[t->scale_tensor].data != snext)
@@ -397,8 +399,9 @@ static int fuse_adjacent(mlc_builder *b, const int *w, int n, const char *name) 
       snext += (size_t)(r * mlc_q_groups(q, t->cols)) * mlc_q_scale_size(q);
     }
     rows += r;
+    cols += t->cols;
   }
-  int f = mlc_g_tensor(g, name, MLC_T_WEIGHT, t0->dtype, mlc_sym_c(rows), t0->cols);
+  int f = mlc_g_tensor(g, name, MLC_T_WEIGHT, t0->dtype, mlc_sym_c(vec ? 1 : rows), vec ? cols : t0->cols);
   if (f < 0)
     return -1;
   g->t[f].data = g->t[w[0]].data;
@@ -422,10 +425,17 @@ int mlc_b_attention(mlc_builder *b, int xn, const mlc_attn_w *w) {
   int64_t Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
   int q, k, v;
   int wqkv = w->wqkv, bqkv = w->bqkv;
-  if (wqkv < 0 && w->bq < 0 && w->bk < 0 && w->bv < 0) {
+  if (wqkv < 0) {
     char nm[64];
     snprintf(nm, sizeof nm, "layers.%d.qkv(adjacent)", b->layer);
-    wqkv = fuse_adjacent(b, (const int[]){w->wq, w->wk, w->wv}, 3, nm);
+    wqkv = fuse_adjacent(b, (const int[]){w->wq, w->wk, w->wv}, 3, false, nm);
+    /* q/k/v biases (qwen2): adjacent too, or the three matmuls stay */
+    if (wqkv >= 0 && (w->bq >= 0 || w->bk >= 0 || w->bv >= 0)) {
+      snprintf(nm, sizeof nm, "layers.%d.qkv_bias(adjacent)", b->layer);
+      bqkv = fuse_adjacent(b, (const int[]){w->bq, w->bk, w->bv}, 3, true, nm);
+      if (bqkv < 0)
+        wqkv = -1;
+    }
   }
   if (g->status != MLC_OK)
     return -1;
