@@ -43,7 +43,8 @@ typedef struct lctx {
   const mlc_tunables *tu;
   int gemm;       /* lowering the alternative kernel (1: the 8-bit GEMV's rules build qgemm_i8) or its
                    * preparation (2: qgemm_pre) */
-  bool took_i8;   /* the rule built the 8-bit GEMV (qgemv_i8) */
+  bool alt_ok;    /* the rule built a kernel that has an alternative for long steps (the 8-bit GEMV:
+                   * qgemm_i8; attention's lanes kernel: attention_lanes shkv) */
   bool took_gemm; /* the rule built the GEMM (qgemm_i8) */
 } lctx;
 
@@ -632,8 +633,7 @@ static void wdot_i8(lctx *c, kir_block *blk, const wsrc *const *ws, kir_node *co
 /* The whole kernel (matmul / gated_matmul without experts): a step of one row as wdot_i8, more
  * rows in tiles of QRT rows of x sharing each weight load (as qgemv_rows) */
 static bool qgemm_ok(lctx *c, const wsrc *w, int nw, int64_t N);
-static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
-                     const qgemv_epi *e);
+static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, const qgemv_epi *e);
 static void qgemm_pre(lctx *c, const wsrc *w, int X, kir_node *xs, kir_node *N);
 static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
                      const qgemv_epi *e) {
@@ -642,11 +642,11 @@ static void qgemv_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int 
     if (c->gemm == 2)
       qgemm_pre(c, ws[0], X, xs, e->N);
     else
-      qgemm_i8(c, ws, roff, nw, X, xs, e);
+      qgemm_i8(c, ws, roff, nw, e); /* x: quantized by qgemm_pre */
     c->took_gemm = true;
     return;
   }
-  c->took_i8 = true;
+  c->alt_ok = true;
   int P, L;
   i8_gpu_shape(c, e->N->i, ws[0]->K->i / 32, &P, &L);
   k->lanes = L;
@@ -698,8 +698,7 @@ static bool qgemm_ok(lctx *c, const wsrc *w, int nw, int64_t N) {
   return c->tu->mma_rows > 0 && !getenv("MLC_NO_MMA") && N % (32 * MM_NF / nw) == 0 && w->K->i % MM_BK == 0 &&
          w->q->max_int < 128;
 }
-static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, int X, kir_node *xs,
-                     const qgemv_epi *e) {
+static void qgemm_i8(lctx *c, const wsrc *const *ws, kir_node *const *roff, int nw, const qgemv_epi *e) {
   kir_kernel *k = c->k;
   const mlc_qscheme *q = ws[0]->q;
   const int NF = MM_NF, WR = 32 * NF, TPR = MM_THREADS / WR, WPT = 16 / TPR, SPT = WPT / 4;
@@ -1888,7 +1887,7 @@ static void rule_attention(lctx *c) {
       return;
     }
     attention_lanes(c, out, q, pos, seq, pages, kv, false);
-    c->took_i8 = !c->d->generic; /* an alternative can be built */
+    c->alt_ok = !c->d->generic;
     return;
   }
   int64_t LDIM = local_len(c, 2);
@@ -2382,7 +2381,7 @@ kir_kernel *mlc_lower(const mlc_kdesc *d, const mlc_tunables *tu) {
   case MLC_OP_SAMPLE: rule_sample(&c); break;
   default: mlc_abort(__FILE__, __LINE__, "no schedule rule for op %d", d->kind);
   }
-  if (c.took_i8 && tu->mma_rows > 0) {
+  if (c.alt_ok && tu->mma_rows > 0) {
     /* the alternative for long steps, built by the same rule with the same arguments: the 8-bit
      * GEMV's tensor-core GEMM (qgemm_i8, with its x quantization qgemm_pre), attention's kernel
      * whose query heads share their K and V rows through shared memory */
